@@ -1,0 +1,26 @@
+// The outputs of a restore, by their action output names; the CLI prints the same object
+// with --json, so scripts and workflows read the same names.
+
+import type { PitrError } from './errors.js';
+import type { RestoreResult } from './restore.js';
+
+export type Outputs = Record<string, string>;
+
+export function successOutputs(result: RestoreResult): Outputs {
+  return {
+    'recovered-lsn': result.recoveredLsn,
+    'recovered-time': result.recoveredTime,
+    timeline: String(result.timeline),
+    'postgres-version': result.postgresVersion,
+    'postgres-bin': result.postgresBin,
+    'data-directory': result.dataDirectory,
+    'duration-seconds': String(result.durationSeconds),
+    'log-file': result.logFile,
+    'checks-passed': String(result.checks.filter((c) => c.passed).length),
+    'checks-failed': String(result.checks.filter((c) => !c.passed).length),
+  };
+}
+
+export function failureOutputs(error: PitrError): Outputs {
+  return { 'error-code': error.code, 'error-message': error.message };
+}

@@ -1,0 +1,367 @@
+// The restore pipeline: backup in, restored and proven cluster out. It knows nothing of
+// GitHub: the action and the CLI both build a RestoreRequest and call restore(), then
+// report the result (or the PitrError) in their own way.
+
+import { log } from './log.js';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import {
+  coverage,
+  latestTimeline,
+  takeInventory,
+  timelineChain,
+  type ArchiveInventory,
+  type Coverage,
+  type TimelineSpan,
+} from './archive.js';
+import { parseBackupLabel, type BackupLabel } from './backup-label.js';
+import { locateBackup, materializeBackup, readMajorVersion } from './backup.js';
+import { findPostgres, type PostgresInstall } from './binaries.js';
+import { PitrError } from './errors.js';
+import { resolveServerAccount, type ServerAccount } from './os-user.js';
+import { readControlFile, type ControlFile } from './pg-control.js';
+import {
+  commandLineSettings,
+  escapePercent,
+  quoteShellWord,
+  recoveryConfText,
+  recoverySettings,
+  serverSettings,
+} from './recovery-config.js';
+import { describeTarget, type RestoreRequest } from './request.js';
+import { RunningServer } from './server.js';
+import { verify, type CheckResult } from './verify.js';
+import { checkServerAccountAccess, prepareWorkspace, type Workspace } from './workspace.js';
+import { formatLsn, parseLsn, segmentFileName, segmentNumberOf } from './wal-names.js';
+
+export interface RestoreResult {
+  recoveredLsn: string;
+  recoveredTime: string;
+  timeline: number;
+  postgresVersion: string;
+  postgresBin: string;
+  dataDirectory: string;
+  logFile: string;
+  durationSeconds: number;
+  /** The server's own line saying where it stopped, when a target was set. */
+  stopLine?: string;
+  checks: CheckResult[];
+}
+
+const SERVER_PORT = 5432;
+
+function secondsSince(start: number): number {
+  return Math.round((Date.now() - start) / 100) / 10;
+}
+
+async function readLabel(dataDirectory: string): Promise<BackupLabel | undefined> {
+  const file = path.join(dataDirectory, 'backup_label');
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  return text === undefined ? undefined : parseBackupLabel(text, file);
+}
+
+function restoreCommand(workspace: Workspace, archive: string | undefined): string {
+  const words = [process.execPath, workspace.walFetchScript, archive ? path.resolve(archive) : ''];
+  return `${words.map((w) => escapePercent(quoteShellWord(w))).join(' ')} %f %p`;
+}
+
+interface ArchivePlan {
+  inventory: ArchiveInventory;
+  chain: TimelineSpan[];
+  coverage?: Coverage;
+}
+
+async function planArchive(
+  request: RestoreRequest,
+  workspace: Workspace,
+  control: ControlFile,
+  label: BackupLabel | undefined,
+): Promise<ArchivePlan> {
+  const inventory = await takeInventory(
+    request.walArchive,
+    path.join(workspace.dataDirectory, 'pg_wal'),
+    control.walSegmentSize,
+  );
+  const startTimeline = label?.startTimeline ?? control.checkpointTimeline;
+  const timeline =
+    request.targetTimeline === 'latest'
+      ? latestTimeline(inventory, startTimeline)
+      : request.targetTimeline === 'current'
+        ? startTimeline
+        : Number(request.targetTimeline);
+  const chain = await timelineChain(inventory, timeline);
+  const count = [...inventory.segments.values()].reduce((sum, set) => sum + set.size, 0);
+  log.info(
+    `WAL archive: ${count} segments of ${control.walSegmentSize / 1048576} MB, timelines ${[...inventory.segments.keys()].sort((a, b) => a - b).join(', ') || 'none'}; replay follows timeline ${chain.map((s) => s.timeline).join(' -> ')}.`,
+  );
+  if (!label) return { inventory, chain };
+
+  const covered = coverage(inventory, chain, label.startLsn);
+  if (covered.firstMissing && covered.firstMissing.slice(8) === label.startSegment.slice(8)) {
+    throw new PitrError(
+      'WAL_MISSING_FOR_CONSISTENCY',
+      `The backup starts in WAL segment ${label.startSegment} (LSN ${formatLsn(label.startLsn)}), and neither the archive nor the backup's pg_wal has it.`,
+      [
+        'Without the WAL written during the backup the copy is not consistent and cannot be opened at all.',
+        'Check that archive_command was working while the backup ran, or take the backup with pg_basebackup -X stream.',
+      ],
+    );
+  }
+  if (covered.firstMissing) {
+    const message =
+      `The archive has a gap: segment ${covered.firstMissing} is missing (${covered.missingCount} segment(s) missing between ` +
+      `the backup's start ${label.startSegment} and the last archived segment ${covered.lastSegment}).`;
+    if (request.target.kind === 'latest') {
+      throw new PitrError('WAL_GAP', message, [
+        'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
+        'Find the segment in the primary\'s pg_wal or another copy of the archive; check archive_command failures in the primary\'s log (pg_stat_archiver.failed_count).',
+        'To restore only up to the gap, set a target before it.',
+      ]);
+    }
+    log.warning(`${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`);
+  }
+  return { inventory, chain, coverage: covered };
+}
+
+function startServerArgs(major: number, request: RestoreRequest, workspace: Workspace, archive?: string) {
+  const recovery = recoverySettings(major, {
+    restoreCommand: restoreCommand(workspace, archive),
+    target: request.target,
+    targetInclusive: request.targetInclusive,
+    targetTimeline: request.targetTimeline,
+  });
+  const server = serverSettings({
+    socketDirectory: workspace.socketDirectory,
+    port: SERVER_PORT,
+    hbaFile: workspace.hbaFile,
+  });
+  return { recovery, server };
+}
+
+async function writeRecoveryConfiguration(
+  major: number,
+  recovery: [string, string][],
+  workspace: Workspace,
+  account: ServerAccount,
+): Promise<string[]> {
+  const file = path.join(workspace.dataDirectory, major >= 12 ? 'recovery.signal' : 'recovery.conf');
+  await fs.writeFile(file, major >= 12 ? '' : recoveryConfText(recovery), { mode: 0o600 });
+  if (account.switchUser) await fs.chown(file, account.uid, account.gid);
+  // From 12 on the settings go on the command line; recovery.signal only switches recovery on.
+  return major >= 12 ? commandLineSettings(recovery) : [];
+}
+
+function serverFailure(server: RunningServer, request: RestoreRequest, plan: ArchivePlan, logFile: string): PitrError {
+  const log = server.log;
+  const fatal = log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
+  const last = log.lastRestoredSegment();
+  let error: PitrError;
+  if (log.targetNotReached) {
+    error = targetNotReached(request, server, plan);
+  } else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
+    error = new PitrError(
+      'TARGET_BEFORE_CONSISTENCY',
+      `The target ${describeTarget(request.target)} lies before the end of the backup: the server said "${fatal}".`,
+      [
+        'A backup can only be restored to points after it finished; the earliest is target: immediate.',
+        'Use an older base backup to reach an earlier point.',
+      ],
+    );
+  } else if (/WAL ends before (end of online backup|consistent recovery point)/.test(fatal)) {
+    error = new PitrError(
+      'WAL_MISSING_FOR_CONSISTENCY',
+      `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`,
+      ['The segments written while the backup ran must all be in the archive (or the backup\'s pg_wal).'],
+    );
+  } else if (/is not a child of this server's history|recovery target timeline \d+ does not exist/.test(fatal)) {
+    error = new PitrError('TIMELINE_NOT_IN_HISTORY', `The server refused the target timeline: ${fatal}.`, [
+      'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
+    ]);
+  } else {
+    error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
+      `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
+    ]);
+  }
+  error.logTail = log.tail();
+  return error;
+}
+
+function targetNotReached(request: RestoreRequest, server: RunningServer, plan: ArchivePlan): PitrError {
+  const log = server.log;
+  const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
+  const lastTime = log.lastCompletedTime ? `, last transaction committed at ${log.lastCompletedTime}` : '';
+  const gap = plan.coverage?.firstMissing
+    ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
+    : '';
+  const error = new PitrError(
+    'TARGET_NOT_REACHED',
+    `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}`,
+    [
+      'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
+      'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
+    ],
+  );
+  error.logTail = log.tail();
+  return error;
+}
+
+async function waitForPromotion(
+  server: RunningServer,
+  request: RestoreRequest,
+  plan: ArchivePlan,
+  logFile: string,
+): Promise<void> {
+  const deadline = Date.now() + request.timeoutSeconds * 1000;
+  const started = Date.now();
+  let lastReport = Date.now();
+  while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
+    if (!server.running) throw serverFailure(server, request, plan, logFile);
+    if (Date.now() > deadline) {
+      const last = server.log.lastRestoredSegment();
+      await server.stop();
+      const error = new PitrError(
+        'RECOVERY_TIMEOUT',
+        `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`,
+        ['Raise timeout if the archive is large, or look in the server log for what it was waiting on.'],
+      );
+      error.logTail = server.log.tail();
+      throw error;
+    }
+    if (Date.now() - lastReport > 10_000) {
+      lastReport = Date.now();
+      log.info(
+        `Replaying: ${server.log.restoredFiles.length} file(s) restored, last ${server.log.lastRestoredSegment() ?? 'none'}, ${secondsSince(started)} s.`,
+      );
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function checkWhereRecoveryEnded(server: RunningServer, request: RestoreRequest, plan: ArchivePlan, segmentSize: number): void {
+  const log = server.log;
+  if (request.target.kind !== 'latest') {
+    // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
+    if (!log.stop) throw targetNotReached(request, server, plan);
+    return;
+  }
+  if (!plan.coverage || !log.redoDoneLsn) return;
+  const endSegno = segmentNumberOf(parseLsn(log.redoDoneLsn), segmentSize);
+  if (endSegno < plan.coverage.lastSegno) {
+    const timeline = plan.chain[plan.chain.length - 1].timeline;
+    const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
+    const error = new PitrError(
+      'WAL_GAP',
+      `Replay stopped at ${log.redoDoneLsn} in segment ${segmentFileName(timeline, endSegno, segmentSize)}, but the archive goes on to ${plan.coverage.lastSegment}: everything from ${next} on was not replayed.`,
+      [
+        'A segment there is damaged or from another cluster (see the server log lines below); PostgreSQL ends recovery at the first WAL it cannot use.',
+        'Replace the damaged segment from another copy of the archive.',
+      ],
+    );
+    error.logTail = log.tail();
+    throw error;
+  }
+}
+
+async function recoveredPosition(server: RunningServer): Promise<{ lsn: string; time: string }> {
+  const client = await server.connect(['postgres']);
+  try {
+    const { rows } = await client.query<{ lsn: string | null; time: Date | null }>(
+      'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time',
+    );
+    return { lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '', time: rows[0].time?.toISOString() ?? '' };
+  } finally {
+    await client.end();
+  }
+}
+
+/** Restores the backup to the target and proves it; throws a PitrError on any failure. */
+export async function restore(request: RestoreRequest): Promise<RestoreResult> {
+  const started = Date.now();
+  const account = await resolveServerAccount(request.osUser);
+  const source = await locateBackup(request.baseBackup);
+  const workspace = await prepareWorkspace(request.dataDirectory, account);
+  log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
+
+  const copyStart = Date.now();
+  const copied = await materializeBackup(source, workspace.dataDirectory, workspace.tablespaceRoot, account);
+  log.info(
+    `${source.kind === 'directory' ? 'Copied' : 'Extracted'} the base backup: ${copied.files} files, ${(copied.bytes / 1048576).toFixed(1)} MB in ${secondsSince(copyStart)} s.`,
+  );
+
+  const major = await readMajorVersion(workspace.dataDirectory);
+  const control = await readControlFile(workspace.dataDirectory);
+  const label = await readLabel(workspace.dataDirectory);
+  if (label?.incrementalFromLsn) {
+    throw new PitrError(
+      'BACKUP_DAMAGED',
+      `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`,
+      ['Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.'],
+    );
+  }
+  if (!label) {
+    log.warning('The backup has no backup_label: replay starts at the checkpoint in pg_control, as for a copy of a cleanly stopped cluster.');
+  } else {
+    log.info(`Backup: PostgreSQL ${major}, started ${label.startTime ?? 'at an unknown time'} at ${formatLsn(label.startLsn)} on timeline ${label.startTimeline}.`);
+  }
+
+  const install: PostgresInstall = await findPostgres(major, request.postgresBin);
+  const plan = await planArchive(request, workspace, control, label);
+  await checkServerAccountAccess(workspace, account, request.walArchive);
+
+  const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
+  const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
+
+  log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);
+  const replayStart = Date.now();
+  const server = new RunningServer({
+    bin: install.bin,
+    dataDirectory: workspace.dataDirectory,
+    account,
+    args: [...commandLineSettings(serverConf), ...recoveryArgs],
+    logFile: workspace.logFile,
+    socketDirectory: workspace.socketDirectory,
+    port: SERVER_PORT,
+  });
+
+  try {
+    await waitForPromotion(server, request, plan, workspace.logFile);
+    log.info(
+      `Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`,
+    );
+    checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
+
+    const position = await recoveredPosition(server);
+    const checks = await verify(server, request.verifyQueries);
+
+    const stopped = await server.stop();
+    const after = await readControlFile(workspace.dataDirectory);
+    if (!stopped.clean || after.state !== 1) {
+      const error = new PitrError(
+        'SERVER_FAILED',
+        `The restored server did not shut down cleanly (exit ${server.exit?.code ?? server.exit?.signal}, pg_control state ${after.state}).`,
+        ['The cluster will need crash recovery when next started; see the server log.'],
+      );
+      error.logTail = server.log.tail();
+      throw error;
+    }
+
+    return {
+      recoveredLsn: position.lsn,
+      recoveredTime: position.time,
+      timeline: server.log.newTimeline ?? after.checkpointTimeline,
+      postgresVersion: install.version,
+      postgresBin: install.bin,
+      dataDirectory: workspace.dataDirectory,
+      logFile: workspace.logFile,
+      durationSeconds: secondsSince(started),
+      stopLine: server.log.stop?.text,
+      checks,
+    };
+  } catch (error) {
+    if (error instanceof PitrError && !error.logTail) error.logTail = server.log.tail();
+    throw error;
+  } finally {
+    if (server.running) await server.stop();
+    await fs.rm(workspace.socketDirectory, { recursive: true, force: true });
+  }
+}

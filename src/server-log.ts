@@ -1,0 +1,86 @@
+// Reads the restored server's log as it is written. The server tells, line by line, which
+// archived files it restored, where recovery stopped and why, and where redo ended; those
+// lines are the evidence pitr reports. The wording is that of PostgreSQL 10 to 18 with
+// lc_messages=C, which pitr sets.
+
+export interface RecoveryStop {
+  /** The log line's text after "LOG:". */
+  text: string;
+  kind: 'xid' | 'time' | 'name' | 'lsn' | 'immediate';
+  xid?: string;
+  time?: string;
+  name?: string;
+  lsn?: string;
+}
+
+export class RecoveryLog {
+  readonly lines: string[] = [];
+  restoredFiles: string[] = [];
+  stop?: RecoveryStop;
+  redoDoneLsn?: string;
+  lastCompletedTime?: string;
+  consistentLsn?: string;
+  newTimeline?: number;
+  archiveRecoveryComplete = false;
+  readyForConnections = false;
+  targetNotReached = false;
+  fatal?: string;
+
+  private readonly maxKept: number;
+
+  constructor(maxKept = 2000) {
+    this.maxKept = maxKept;
+  }
+
+  tail(count = 20): string[] {
+    return this.lines.slice(-count);
+  }
+
+  lastRestoredSegment(): string | undefined {
+    for (let i = this.restoredFiles.length - 1; i >= 0; i--) {
+      if (/^[0-9A-F]{24}$/.test(this.restoredFiles[i])) return this.restoredFiles[i];
+    }
+    return undefined;
+  }
+
+  add(line: string): void {
+    this.lines.push(line);
+    if (this.lines.length > this.maxKept) this.lines.splice(0, this.lines.length - this.maxKept);
+
+    let match: RegExpExecArray | null;
+    if ((match = /restored log file "([^"]+)" from archive/.exec(line))) {
+      this.restoredFiles.push(match[1]);
+    } else if ((match = /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(line))) {
+      this.stop = { text: trimPrefix(line), kind: 'xid', xid: match[1], time: match[2].trim() };
+    } else if ((match = /recovery stopping at restore point "(.*)", time (.+)$/.exec(line))) {
+      this.stop = { text: trimPrefix(line), kind: 'name', name: match[1], time: match[2].trim() };
+    } else if ((match = /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(line))) {
+      this.stop = { text: trimPrefix(line), kind: 'lsn', lsn: match[1] };
+    } else if (/recovery stopping after reaching consistency/.test(line)) {
+      this.stop = { text: trimPrefix(line), kind: 'immediate' };
+    } else if ((match = /consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/.exec(line))) {
+      this.consistentLsn = match[1];
+    } else if ((match = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(line))) {
+      this.redoDoneLsn = match[1];
+    } else if ((match = /last completed transaction was at log time (.+)$/.exec(line))) {
+      this.lastCompletedTime = match[1].trim();
+    } else if ((match = /selected new timeline ID: (\d+)/.exec(line))) {
+      this.newTimeline = Number(match[1]);
+    } else if (/archive recovery complete/.test(line)) {
+      this.archiveRecoveryComplete = true;
+    } else if (/database system is ready to accept connections/.test(line)) {
+      this.readyForConnections = true;
+    }
+    if (/recovery ended before configured recovery target was reached/.test(line)) {
+      this.targetNotReached = true;
+    }
+    if ((match = /\b(FATAL|PANIC):\s+(.*)$/.exec(line)) && !this.fatal) {
+      this.fatal = match[2].trim();
+    }
+  }
+}
+
+function trimPrefix(line: string): string {
+  const index = line.indexOf('LOG:');
+  return index === -1 ? line.trim() : line.slice(index + 4).trim();
+}

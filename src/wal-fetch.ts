@@ -1,0 +1,85 @@
+// The restore_command helper: PostgreSQL runs `node wal-fetch.js <archive> %f %p` for each
+// file it wants from the archive. The server reads the exit status in a particular way:
+// 0 is success, 1 to 125 mean "no such file" and end recovery normally (the server then
+// promotes), and a status above 125 makes the startup process fail with FATAL. So a file
+// that is truly absent exits 1, and every other problem (unreadable file, broken gzip,
+// full disk) exits 200: recovery must stop with an error, never quietly end early.
+//
+// This file is bundled on its own so that starting it, once per segment, stays cheap.
+
+import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+
+export const EXIT_NOT_FOUND = 1;
+export const EXIT_FAILED = 200;
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await fs.access(file);
+    return true;
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw error;
+  }
+}
+
+/** Copies one archived file to `destination`; returns the exit status for the server. */
+export async function fetchWalFile(archive: string, name: string, destination: string): Promise<number> {
+  // The server only ever asks for plain file names; anything else is not ours to serve.
+  if (name.includes('/') || name === '.' || name === '..') {
+    process.stderr.write(`pitr wal-fetch: refusing file name "${name}"\n`);
+    return EXIT_FAILED;
+  }
+  if (archive === '') return EXIT_NOT_FOUND;
+
+  const plain = path.join(archive, name);
+  const compressed = `${plain}.gz`;
+  let source: string;
+  let gzip: boolean;
+  try {
+    if (await exists(plain)) {
+      source = plain;
+      gzip = false;
+    } else if (await exists(compressed)) {
+      source = compressed;
+      gzip = true;
+    } else {
+      return EXIT_NOT_FOUND;
+    }
+  } catch (error) {
+    process.stderr.write(`pitr wal-fetch: cannot look for ${plain}: ${(error as Error).message}\n`);
+    return EXIT_FAILED;
+  }
+
+  try {
+    const input = createReadStream(source);
+    const output = createWriteStream(destination);
+    if (gzip) await pipeline(input, createGunzip(), output);
+    else await pipeline(input, output);
+    return 0;
+  } catch (error) {
+    await fs.rm(destination, { force: true }).catch(() => undefined);
+    process.stderr.write(`pitr wal-fetch: could not restore ${source}: ${(error as Error).message}\n`);
+    return EXIT_FAILED;
+  }
+}
+
+async function main(): Promise<void> {
+  const [archive, name, destination] = process.argv.slice(2);
+  if (archive === undefined || !name || !destination) {
+    process.stderr.write('usage: wal-fetch <archive folder> <file name %f> <destination %p>\n');
+    process.exit(EXIT_FAILED);
+  }
+  process.exit(await fetchWalFile(archive, name, destination));
+}
+
+// Run only as the restore_command entry, not when imported by tests.
+const invokedDirectly = process.argv[1] && /wal-fetch(\/index)?\.(js|ts|cjs|mjs)$/.test(process.argv[1]);
+if (invokedDirectly) {
+  main().catch((error: unknown) => {
+    process.stderr.write(`pitr wal-fetch: ${(error as Error).message}\n`);
+    process.exit(EXIT_FAILED);
+  });
+}
