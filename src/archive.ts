@@ -165,3 +165,30 @@ export function coverage(inventory: ArchiveInventory, spans: TimelineSpan[], sta
     missingCount,
   };
 }
+
+const HISTORY_LINE = /^\s*(\d+)\s+[0-9A-Fa-f]+\/[0-9A-Fa-f]+/;
+
+/**
+ * PostgreSQL writes the reason for a new timeline into its history file as free text, and
+ * a restore point name may hold a newline: the server then writes a line it cannot read
+ * back, and refuses to start the promoted cluster ("syntax error in history file"). The
+ * broken-off text is joined back onto its line. Returns true when the file was changed.
+ */
+export async function repairHistoryFile(dataDirectory: string, timeline: number): Promise<boolean> {
+  const file = path.join(dataDirectory, 'pg_wal', `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`);
+  const text = await fs.readFile(file, 'utf8').catch(() => undefined);
+  if (text === undefined) return false;
+  const lines: string[] = [];
+  let changed = false;
+  for (const line of text.split('\n')) {
+    const stray = line.trim() !== '' && !line.trim().startsWith('#') && !HISTORY_LINE.test(line);
+    if (stray && lines.length > 0) {
+      lines[lines.length - 1] += ` ${line.trim()}`;
+      changed = true;
+    } else {
+      lines.push(line);
+    }
+  }
+  if (changed) await fs.writeFile(file, lines.join('\n'));
+  return changed;
+}

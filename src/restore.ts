@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import {
   coverage,
   latestTimeline,
+  repairHistoryFile,
   takeInventory,
   timelineChain,
   type ArchiveInventory,
@@ -262,12 +263,18 @@ function checkWhereRecoveryEnded(server: RunningServer, request: RestoreRequest,
   }
 }
 
-async function recoveredPosition(server: RunningServer): Promise<{ lsn: string; time: string }> {
+/**
+ * Reads where replay ended, and switches archiving off in the restored cluster's own
+ * configuration: the backup's postgresql.conf still names the production archive, and a
+ * restored copy started later by hand would otherwise push its new timeline into it.
+ */
+async function finishRestoredCluster(server: RunningServer): Promise<{ lsn: string; time: string }> {
   const client = await server.connect(['postgres']);
   try {
     const { rows } = await client.query<{ lsn: string | null; time: Date | null }>(
       'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time',
     );
+    await client.query('ALTER SYSTEM SET archive_mode = off');
     return { lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '', time: rows[0].time?.toISOString() ?? '' };
   } finally {
     await client.end();
@@ -330,11 +337,17 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     );
     checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
 
-    const position = await recoveredPosition(server);
+    const position = await finishRestoredCluster(server);
     const checks = await verify(server, request.verifyQueries);
 
     const stopped = await server.stop();
     const after = await readControlFile(workspace.dataDirectory);
+    const timeline = server.log.newTimeline ?? after.checkpointTimeline;
+    if (await repairHistoryFile(workspace.dataDirectory, timeline)) {
+      log.warning(
+        `The target's restore point name holds a line break, which PostgreSQL copied into pg_wal/${timeline.toString(16).toUpperCase().padStart(8, '0')}.history where it cannot read it back; pitr joined the line so the cluster starts.`,
+      );
+    }
     if (!stopped.clean || after.state !== 1) {
       const error = new PitrError(
         'SERVER_FAILED',
@@ -348,7 +361,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     return {
       recoveredLsn: position.lsn,
       recoveredTime: position.time,
-      timeline: server.log.newTimeline ?? after.checkpointTimeline,
+      timeline,
       postgresVersion: install.version,
       postgresBin: install.bin,
       dataDirectory: workspace.dataDirectory,

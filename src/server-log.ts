@@ -47,37 +47,61 @@ export class RecoveryLog {
     this.lines.push(line);
     if (this.lines.length > this.maxKept) this.lines.splice(0, this.lines.length - this.maxKept);
 
+    // A message with a newline in it (a restore point name may hold one) goes on in lines
+    // that start with a tab; the whole message is matched again as each part arrives.
+    if (line.startsWith('\t') && this.message !== undefined) {
+      this.message += `\n${line.slice(1)}`;
+    } else {
+      this.message = line;
+      this.fatalOpen = false;
+      this.readEvent(line);
+    }
+    this.readState(this.message);
+  }
+
+  private message?: string;
+
+  /** Lines that record an event once: they never continue over several lines. */
+  private readEvent(line: string): void {
+    const restored = /restored log file "([^"]+)" from archive/.exec(line);
+    if (restored) this.restoredFiles.push(restored[1]);
+  }
+
+  /** Lines that set what is known so far; safe to match again as a message grows. */
+  private readState(message: string): void {
     let match: RegExpExecArray | null;
-    if ((match = /restored log file "([^"]+)" from archive/.exec(line))) {
-      this.restoredFiles.push(match[1]);
-    } else if ((match = /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(line))) {
-      this.stop = { text: trimPrefix(line), kind: 'xid', xid: match[1], time: match[2].trim() };
-    } else if ((match = /recovery stopping at restore point "(.*)", time (.+)$/.exec(line))) {
-      this.stop = { text: trimPrefix(line), kind: 'name', name: match[1], time: match[2].trim() };
-    } else if ((match = /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(line))) {
-      this.stop = { text: trimPrefix(line), kind: 'lsn', lsn: match[1] };
-    } else if (/recovery stopping after reaching consistency/.test(line)) {
-      this.stop = { text: trimPrefix(line), kind: 'immediate' };
-    } else if ((match = /consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/.exec(line))) {
+    if ((match = /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(message))) {
+      this.stop = { text: trimPrefix(message), kind: 'xid', xid: match[1], time: match[2].trim() };
+    } else if ((match = /recovery stopping at restore point "([\s\S]*)", time (.+)$/.exec(message))) {
+      this.stop = { text: trimPrefix(message), kind: 'name', name: match[1], time: match[2].trim() };
+    } else if ((match = /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(message))) {
+      this.stop = { text: trimPrefix(message), kind: 'lsn', lsn: match[1] };
+    } else if (/recovery stopping after reaching consistency/.test(message)) {
+      this.stop = { text: trimPrefix(message), kind: 'immediate' };
+    } else if ((match = /consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/.exec(message))) {
       this.consistentLsn = match[1];
-    } else if ((match = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(line))) {
+    } else if ((match = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(message))) {
       this.redoDoneLsn = match[1];
-    } else if ((match = /last completed transaction was at log time (.+)$/.exec(line))) {
+    } else if ((match = /last completed transaction was at log time (.+)$/.exec(message))) {
       this.lastCompletedTime = match[1].trim();
-    } else if ((match = /selected new timeline ID: (\d+)/.exec(line))) {
+    } else if ((match = /selected new timeline ID: (\d+)/.exec(message))) {
       this.newTimeline = Number(match[1]);
-    } else if (/archive recovery complete/.test(line)) {
+    } else if (/archive recovery complete/.test(message)) {
       this.archiveRecoveryComplete = true;
-    } else if (/database system is ready to accept connections/.test(line)) {
+    } else if (/database system is ready to accept connections/.test(message)) {
       this.readyForConnections = true;
     }
-    if (/recovery ended before configured recovery target was reached/.test(line)) {
+    if (/recovery ended before configured recovery target was reached/.test(message)) {
       this.targetNotReached = true;
     }
-    if ((match = /\b(FATAL|PANIC):\s+(.*)$/.exec(line)) && !this.fatal) {
+    // The first FATAL or PANIC is the cause; later ones are consequences of it.
+    if ((match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) && (!this.fatal || this.fatalOpen)) {
       this.fatal = match[2].trim();
+      this.fatalOpen = true;
     }
   }
+
+  private fatalOpen = false;
 }
 
 function trimPrefix(line: string): string {
