@@ -41458,7 +41458,7 @@ const TIME_WITH_ZONE = /^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?\s
 function validateTime(raw) {
     const value = raw.trim();
     if (!TIME_WITH_ZONE.test(value)) {
-        throw invalid('target-time', `"${raw}" is not a time with a zone.`, 'Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server\'s own time zone.');
+        throw invalid('target-time', `"${raw}" is not a time with a zone.`, "Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server's own time zone.");
     }
     const iso = value
         .replace(' ', 'T')
@@ -41668,9 +41668,7 @@ async function takeInventory(archive, restoredWal, segmentSize) {
     if (archive) {
         const stat = await external_node_fs_namespaceObject.promises.stat(archive).catch(() => undefined);
         if (!stat?.isDirectory()) {
-            throw new PitrError('INPUT_INVALID', `Input wal-archive: ${external_node_path_namespaceObject.resolve(archive)} is not a folder.`, [
-                'Set wal-archive to the folder your archive_command copies WAL segments into.',
-            ]);
+            throw new PitrError('INPUT_INVALID', `Input wal-archive: ${external_node_path_namespaceObject.resolve(archive)} is not a folder.`, ['Set wal-archive to the folder your archive_command copies WAL segments into.']);
         }
         await scanFolder(inventory, archive);
     }
@@ -41703,7 +41701,7 @@ async function timelineChain(inventory, timeline) {
         const [parent, switchPoint] = line.split(/\s+/);
         if (!/^\d+$/.test(parent ?? '') || !switchPoint) {
             throw new PitrError('WAL_DAMAGED', `${file} has a line that is not "timeline<TAB>LSN": ${line}`, [
-                'History files are written by the server at promotion; copy it again from the primary\'s archive.',
+                "History files are written by the server at promotion; copy it again from the primary's archive.",
             ]);
         }
         const end = parseLsn(switchPoint);
@@ -42376,7 +42374,9 @@ function describeTarSet(directory, names) {
         directory,
         baseTar,
         walTar: byStem.get('pg_wal'),
-        tablespaceTars: [...byStem.entries()].filter(([stem]) => /^\d+$/.test(stem)).map(([, file]) => file),
+        tablespaceTars: [...byStem.entries()]
+            .filter(([stem]) => /^\d+$/.test(stem))
+            .map(([, file]) => file),
     };
 }
 /** Works out what kind of backup a path holds, without changing anything there. */
@@ -42541,9 +42541,7 @@ async function readMajorVersion(dataDirectory) {
     const file = external_node_path_namespaceObject.join(dataDirectory, 'PG_VERSION');
     const text = await external_node_fs_namespaceObject.promises.readFile(file, 'utf8').catch(() => undefined);
     if (text === undefined) {
-        throw new PitrError('BACKUP_DAMAGED', `The backup has no PG_VERSION file (looked for ${file}).`, [
-            'A base backup is a whole data directory; check that the copy or base.tar is complete.',
-        ]);
+        throw new PitrError('BACKUP_DAMAGED', `The backup has no PG_VERSION file (looked for ${file}).`, ['A base backup is a whole data directory; check that the copy or base.tar is complete.']);
     }
     const value = text.trim();
     if (!/^\d+$/.test(value)) {
@@ -42551,9 +42549,7 @@ async function readMajorVersion(dataDirectory) {
     }
     const major = Number(value);
     if (major < 10 || major > 18) {
-        throw new PitrError('VERSION_MISMATCH', `PG_VERSION says ${major}; pitr restores PostgreSQL 10 to 18.`, [
-            'Use a pitr release that supports this version.',
-        ]);
+        throw new PitrError('VERSION_MISMATCH', `PG_VERSION says ${major}; pitr restores PostgreSQL 10 to 18.`, ['Use a pitr release that supports this version.']);
     }
     return major;
 }
@@ -42604,7 +42600,10 @@ async function inspect(bin, sightings, place) {
         return { bin, version, major: majorOf(version) };
     }
     catch (error) {
-        sightings.push({ place: `${place} (${bin})`, found: `postgres -V failed: ${error.message}` });
+        sightings.push({
+            place: `${place} (${bin})`,
+            found: `postgres -V failed: ${error.message}`,
+        });
         return undefined;
     }
 }
@@ -42640,7 +42639,9 @@ async function findPostgres(major, explicitBin) {
         const install = await inspect(bin, sightings, 'postgres-bin');
         if (install?.major === major)
             return install;
-        throw new PitrError(install ? 'VERSION_MISMATCH' : 'POSTGRES_NOT_FOUND', `The backup needs PostgreSQL ${major}, and postgres-bin ${bin} has ${sightings[0].found}.`, [`Set postgres-bin to the bin folder of a PostgreSQL ${major} installation, or leave it empty to search.`]);
+        throw new PitrError(install ? 'VERSION_MISMATCH' : 'POSTGRES_NOT_FOUND', `The backup needs PostgreSQL ${major}, and postgres-bin ${bin} has ${sightings[0].found}.`, [
+            `Set postgres-bin to the bin folder of a PostgreSQL ${major} installation, or leave it empty to search.`,
+        ]);
     }
     const layouts = [
         [`/usr/lib/postgresql/${major}/bin`, 'Debian/Ubuntu layout'],
@@ -42734,9 +42735,7 @@ async function resolveServerAccount(name) {
         return { name: user, uid, gid, switchUser: false };
     }
     if (name === 'root') {
-        throw new PitrError('INPUT_INVALID', 'os-user is "root", but PostgreSQL refuses to run as root.', [
-            'Leave os-user at its default (postgres) or name another unprivileged account.',
-        ]);
+        throw new PitrError('INPUT_INVALID', 'os-user is "root", but PostgreSQL refuses to run as root.', ['Leave os-user at its default (postgres) or name another unprivileged account.']);
     }
     let entry = readPasswdEntry(name);
     if (!entry) {
@@ -42744,14 +42743,10 @@ async function resolveServerAccount(name) {
         entry = readPasswdEntry(name);
     }
     if (!entry) {
-        throw new PitrError('OS_USER_FAILED', `The account "${name}" was created but is not in /etc/passwd.`, [
-            'Name an existing unprivileged account with os-user.',
-        ]);
+        throw new PitrError('OS_USER_FAILED', `The account "${name}" was created but is not in /etc/passwd.`, ['Name an existing unprivileged account with os-user.']);
     }
     if (entry.uid === 0) {
-        throw new PitrError('INPUT_INVALID', `os-user "${name}" has uid 0, and PostgreSQL refuses to run as root.`, [
-            'Name an unprivileged account with os-user.',
-        ]);
+        throw new PitrError('INPUT_INVALID', `os-user "${name}" has uid 0, and PostgreSQL refuses to run as root.`, ['Name an unprivileged account with os-user.']);
     }
     return { ...entry, switchUser: true };
 }
@@ -42827,12 +42822,16 @@ async function readControlFile(dataDirectory) {
     const controlVersion = bytes.readUInt32LE(8);
     const layout = layoutFor(controlVersion);
     if (!layout) {
-        throw new PitrError('BACKUP_DAMAGED', `${file} has pg_control_version ${controlVersion}, which no PostgreSQL 10 to 18 writes.`, ['The file is damaged, or comes from a version or platform pitr does not support (big-endian, 32-bit).']);
+        throw new PitrError('BACKUP_DAMAGED', `${file} has pg_control_version ${controlVersion}, which no PostgreSQL 10 to 18 writes.`, [
+            'The file is damaged, or comes from a version or platform pitr does not support (big-endian, 32-bit).',
+        ]);
     }
     const stored = bytes.readUInt32LE(layout.crc);
     const computed = crc32c(bytes.subarray(0, layout.crc));
     if (stored !== computed) {
-        throw new PitrError('BACKUP_DAMAGED', `${file} fails its checksum (stored CRC-32C ${stored.toString(16)}, computed ${computed.toString(16)}): the server would refuse to start.`, ['Copy the backup again; if the copy is good, the backup itself was damaged when it was written.']);
+        throw new PitrError('BACKUP_DAMAGED', `${file} fails its checksum (stored CRC-32C ${stored.toString(16)}, computed ${computed.toString(16)}): the server would refuse to start.`, [
+            'Copy the backup again; if the copy is good, the backup itself was damaged when it was written.',
+        ]);
     }
     return {
         systemIdentifier: bytes.readBigUInt64LE(0),
@@ -42911,7 +42910,9 @@ function recoverySettings(major, settings) {
     return result;
 }
 function recoveryConfText(settings) {
-    const lines = ['# Written by pitr for this restore; PostgreSQL renames it recovery.done at the end.'];
+    const lines = [
+        '# Written by pitr for this restore; PostgreSQL renames it recovery.done at the end.',
+    ];
     for (const [name, value] of settings)
         lines.push(`${name} = ${quoteConfigValue(value)}`);
     return lines.join('\n') + '\n';
@@ -43025,13 +43026,20 @@ class RecoveryLog {
     /** Lines that set what is known so far; safe to match again as a message grows. */
     readState(message) {
         let match;
-        if ((match = /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(message))) {
+        if ((match =
+            /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(message))) {
             this.stop = { text: trimPrefix(message), kind: 'xid', xid: match[1], time: match[2].trim() };
         }
         else if ((match = /recovery stopping at restore point "([\s\S]*)", time (.+)$/.exec(message))) {
-            this.stop = { text: trimPrefix(message), kind: 'name', name: match[1], time: match[2].trim() };
+            this.stop = {
+                text: trimPrefix(message),
+                kind: 'name',
+                name: match[1],
+                time: match[2].trim(),
+            };
         }
-        else if ((match = /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(message))) {
+        else if ((match =
+            /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(message))) {
             this.stop = { text: trimPrefix(message), kind: 'lsn', lsn: match[1] };
         }
         else if (/recovery stopping after reaching consistency/.test(message)) {
@@ -43059,7 +43067,8 @@ class RecoveryLog {
             this.targetNotReached = true;
         }
         // The first FATAL or PANIC is the cause; later ones are consequences of it.
-        if ((match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) && (!this.fatal || this.fatalOpen)) {
+        if ((match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) &&
+            (!this.fatal || this.fatalOpen)) {
             this.fatal = match[2].trim();
             this.fatalOpen = true;
         }
@@ -43203,7 +43212,9 @@ async function runChecks(server, statements) {
                 results.push({
                     statement,
                     passed,
-                    detail: passed ? undefined : `expected one row whose first value is true, got ${showRows(rows)}`,
+                    detail: passed
+                        ? undefined
+                        : `expected one row whose first value is true, got ${showRows(rows)}`,
                     durationMs: Date.now() - started,
                 });
             }
@@ -43227,7 +43238,9 @@ async function verify(server, statements) {
     const results = await runChecks(server, statements);
     const failed = results.filter((result) => !result.passed);
     if (failed.length > 0) {
-        const list = failed.map((f) => `"${f.statement.replace(/\s+/g, ' ').slice(0, 120)}": ${f.detail}`).join('; ');
+        const list = failed
+            .map((f) => `"${f.statement.replace(/\s+/g, ' ').slice(0, 120)}": ${f.detail}`)
+            .join('; ');
         const error = new PitrError('VERIFY_FAILED', `${failed.length} of ${results.length} verification queries failed on the restored database: ${list}.`, [
             'The restore itself finished; the data as of the target is not what the queries expect.',
             'Check the target (an earlier or later point may be the one meant) and the queries themselves.',
@@ -43306,9 +43319,7 @@ function locateWalFetchScript() {
             // try the next place
         }
     }
-    throw new PitrError('INTERNAL', `pitr's restore_command helper is missing; looked in ${candidates.join(', ')}.`, [
-        'The dist/ folder is incomplete: run npm run bundle, or use a released copy of pitr.',
-    ]);
+    throw new PitrError('INTERNAL', `pitr's restore_command helper is missing; looked in ${candidates.join(', ')}.`, ['The dist/ folder is incomplete: run npm run bundle, or use a released copy of pitr.']);
 }
 async function prepareWorkspace(requested, account) {
     let dataDirectory;
@@ -43349,7 +43360,15 @@ async function prepareWorkspace(requested, account) {
         if (account.switchUser)
             await external_node_fs_namespaceObject.promises.chown(file, account.uid, account.gid);
     }
-    return { dataDirectory, runDirectory, tablespaceRoot, socketDirectory, logFile, hbaFile, walFetchScript };
+    return {
+        dataDirectory,
+        runDirectory,
+        tablespaceRoot,
+        socketDirectory,
+        logFile,
+        hbaFile,
+        walFetchScript,
+    };
 }
 /**
  * Checks, as the server account, that it can run Node.js and read the helper and the
@@ -43438,7 +43457,7 @@ async function planArchive(request, workspace, control, label) {
         if (request.target.kind === 'latest') {
             throw new PitrError('WAL_GAP', message, [
                 'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
-                'Find the segment in the primary\'s pg_wal or another copy of the archive; check archive_command failures in the primary\'s log (pg_stat_archiver.failed_count).',
+                "Find the segment in the primary's pg_wal or another copy of the archive; check archive_command failures in the primary's log (pg_stat_archiver.failed_count).",
                 'To restore only up to the gap, set a target before it.',
             ]);
         }
@@ -43483,7 +43502,9 @@ function serverFailure(server, request, plan, logFile) {
         ]);
     }
     else if (/WAL ends before (end of online backup|consistent recovery point)/.test(fatal)) {
-        error = new PitrError('WAL_MISSING_FOR_CONSISTENCY', `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`, ['The segments written while the backup ran must all be in the archive (or the backup\'s pg_wal).']);
+        error = new PitrError('WAL_MISSING_FOR_CONSISTENCY', `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`, [
+            "The segments written while the backup ran must all be in the archive (or the backup's pg_wal).",
+        ]);
     }
     else if (/is not a child of this server's history|recovery target timeline \d+ does not exist/.test(fatal)) {
         error = new PitrError('TIMELINE_NOT_IN_HISTORY', `The server refused the target timeline: ${fatal}.`, [
@@ -43501,7 +43522,9 @@ function serverFailure(server, request, plan, logFile) {
 function targetNotReached(request, server, plan) {
     const log = server.log;
     const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
-    const lastTime = log.lastCompletedTime ? `, last transaction committed at ${log.lastCompletedTime}` : '';
+    const lastTime = log.lastCompletedTime
+        ? `, last transaction committed at ${log.lastCompletedTime}`
+        : '';
     const gap = plan.coverage?.firstMissing
         ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
         : '';
@@ -43522,7 +43545,9 @@ async function waitForPromotion(server, request, plan, logFile) {
         if (Date.now() > deadline) {
             const last = server.log.lastRestoredSegment();
             await server.stop();
-            const error = new PitrError('RECOVERY_TIMEOUT', `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`, ['Raise timeout if the archive is large, or look in the server log for what it was waiting on.']);
+            const error = new PitrError('RECOVERY_TIMEOUT', `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`, [
+                'Raise timeout if the archive is large, or look in the server log for what it was waiting on.',
+            ]);
             error.logTail = server.log.tail();
             throw error;
         }
@@ -43565,7 +43590,10 @@ async function finishRestoredCluster(server) {
     try {
         const { rows } = await client.query('SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time');
         await client.query('ALTER SYSTEM SET archive_mode = off');
-        return { lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '', time: rows[0].time?.toISOString() ?? '' };
+        return {
+            lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '',
+            time: rows[0].time?.toISOString() ?? '',
+        };
     }
     finally {
         await client.end();
@@ -43585,7 +43613,9 @@ async function restore(request) {
     const control = await readControlFile(workspace.dataDirectory);
     const label = await readLabel(workspace.dataDirectory);
     if (label?.incrementalFromLsn) {
-        throw new PitrError('BACKUP_DAMAGED', `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`, ['Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.']);
+        throw new PitrError('BACKUP_DAMAGED', `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`, [
+            'Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.',
+        ]);
     }
     if (!label) {
         log.warning('The backup has no backup_label: replay starts at the checkpoint in pg_control, as for a copy of a cleanly stopped cluster.');
@@ -43640,7 +43670,9 @@ async function restore(request) {
         };
     }
     catch (error) {
-        if (error instanceof PitrError && !error.logTail)
+        // The server log explains server failures; a failed query or input is its own evidence.
+        const serverInvolved = error instanceof PitrError && error.code !== 'VERIFY_FAILED';
+        if (serverInvolved && !error.logTail)
             error.logTail = server.log.tail();
         throw error;
     }
@@ -43682,7 +43714,11 @@ async function writeSummary({ request, result, error }) {
                 { data: 'Result', header: true },
                 { data: 'ms', header: true },
             ],
-            ...result.checks.map((c) => [c.statement, c.passed ? 'passed' : `failed: ${c.detail}`, String(c.durationMs)]),
+            ...result.checks.map((c) => [
+                c.statement,
+                c.passed ? 'passed' : `failed: ${c.detail}`,
+                String(c.durationMs),
+            ]),
         ]);
     }
     if (error) {

@@ -11,7 +11,9 @@ const builds = [
 ];
 rmSync('dist', { recursive: true, force: true });
 for (const [entry, out] of builds) {
-  execFileSync('npx', ['ncc', 'build', entry, '-o', out, '--target', 'es2022', '-q'], { stdio: 'inherit' });
+  execFileSync('npx', ['ncc', 'build', entry, '-o', out, '--target', 'es2022', '-q'], {
+    stdio: 'inherit',
+  });
 }
 // ncc emits ES modules; Node must be told so by the nearest package.json.
 writeFileSync('dist/package.json', '{\n  "type": "module"\n}\n');

@@ -31,7 +31,8 @@ async function scanFolder(inventory: ArchiveInventory, folder: string): Promise<
     const history = /^([0-9A-F]{8})\.history$/.exec(bare);
     if (history) {
       const timeline = parseInt(history[1], 16);
-      if (!inventory.histories.has(timeline)) inventory.histories.set(timeline, path.join(folder, name));
+      if (!inventory.histories.has(timeline))
+        inventory.histories.set(timeline, path.join(folder, name));
     } else {
       addSegment(inventory, bare);
     }
@@ -48,9 +49,11 @@ export async function takeInventory(
   if (archive) {
     const stat = await fs.stat(archive).catch(() => undefined);
     if (!stat?.isDirectory()) {
-      throw new PitrError('INPUT_INVALID', `Input wal-archive: ${path.resolve(archive)} is not a folder.`, [
-        'Set wal-archive to the folder your archive_command copies WAL segments into.',
-      ]);
+      throw new PitrError(
+        'INPUT_INVALID',
+        `Input wal-archive: ${path.resolve(archive)} is not a folder.`,
+        ['Set wal-archive to the folder your archive_command copies WAL segments into.'],
+      );
     }
     await scanFolder(inventory, archive);
   }
@@ -69,7 +72,8 @@ export interface TimelineSpan {
 async function readPossiblyCompressed(file: string): Promise<string> {
   if (!file.endsWith('.gz')) return fs.readFile(file, 'utf8');
   const chunks: Buffer[] = [];
-  for await (const chunk of createReadStream(file).pipe(createGunzip())) chunks.push(chunk as Buffer);
+  for await (const chunk of createReadStream(file).pipe(createGunzip()))
+    chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
 
@@ -77,7 +81,10 @@ async function readPossiblyCompressed(file: string): Promise<string> {
  * The timeline chain that recovery to `timeline` follows, oldest first, read from its
  * history file: each line is "parent-timeline<TAB>switch-LSN<TAB>reason".
  */
-export async function timelineChain(inventory: ArchiveInventory, timeline: number): Promise<TimelineSpan[]> {
+export async function timelineChain(
+  inventory: ArchiveInventory,
+  timeline: number,
+): Promise<TimelineSpan[]> {
   const file = inventory.histories.get(timeline);
   if (timeline === 1 || !file) return [{ timeline, begin: 0n }];
 
@@ -89,9 +96,13 @@ export async function timelineChain(inventory: ArchiveInventory, timeline: numbe
     if (line === '' || line.startsWith('#')) continue;
     const [parent, switchPoint] = line.split(/\s+/);
     if (!/^\d+$/.test(parent ?? '') || !switchPoint) {
-      throw new PitrError('WAL_DAMAGED', `${file} has a line that is not "timeline<TAB>LSN": ${line}`, [
-        'History files are written by the server at promotion; copy it again from the primary\'s archive.',
-      ]);
+      throw new PitrError(
+        'WAL_DAMAGED',
+        `${file} has a line that is not "timeline<TAB>LSN": ${line}`,
+        [
+          "History files are written by the server at promotion; copy it again from the primary's archive.",
+        ],
+      );
     }
     const end = parseLsn(switchPoint);
     spans.push({ timeline: Number(parent), begin, end });
@@ -132,12 +143,18 @@ function spanOfSegment(spans: TimelineSpan[], segno: bigint, segmentSize: number
 }
 
 /** Which segments from the backup's start onward the chain has, and the first missing one. */
-export function coverage(inventory: ArchiveInventory, spans: TimelineSpan[], startLsn: bigint): Coverage {
+export function coverage(
+  inventory: ArchiveInventory,
+  spans: TimelineSpan[],
+  startLsn: bigint,
+): Coverage {
   const size = inventory.segmentSize;
   const startSegno = segmentNumberOf(startLsn, size);
 
   const has = (segno: bigint) =>
-    spanOfSegment(spans, segno, size).find((span) => inventory.segments.get(span.timeline)?.has(segno));
+    spanOfSegment(spans, segno, size).find((span) =>
+      inventory.segments.get(span.timeline)?.has(segno),
+    );
 
   let lastSegno = startSegno;
   for (const span of spans) {
@@ -152,7 +169,8 @@ export function coverage(inventory: ArchiveInventory, spans: TimelineSpan[], sta
     if (has(segno)) continue;
     missingCount += 1;
     if (!firstMissing) {
-      const timeline = spanOfSegment(spans, segno, size)[0]?.timeline ?? spans[spans.length - 1].timeline;
+      const timeline =
+        spanOfSegment(spans, segno, size)[0]?.timeline ?? spans[spans.length - 1].timeline;
       firstMissing = segmentFileName(timeline, segno, size);
     }
   }
@@ -175,7 +193,11 @@ const HISTORY_LINE = /^\s*(\d+)\s+[0-9A-Fa-f]+\/[0-9A-Fa-f]+/;
  * broken-off text is joined back onto its line. Returns true when the file was changed.
  */
 export async function repairHistoryFile(dataDirectory: string, timeline: number): Promise<boolean> {
-  const file = path.join(dataDirectory, 'pg_wal', `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`);
+  const file = path.join(
+    dataDirectory,
+    'pg_wal',
+    `${timeline.toString(16).toUpperCase().padStart(8, '0')}.history`,
+  );
   const text = await fs.readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) return false;
   const lines: string[] = [];

@@ -29,7 +29,9 @@ export function parseBackupLabel(text: string, path: string): BackupLabel {
       'The backup_label file must be exactly as pg_basebackup or pg_backup_stop() wrote it; copy it again from the backup.',
     ]);
 
-  const start = /^([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/i.exec(fields.get('START WAL LOCATION') ?? '');
+  const start = /^([0-9A-F]+\/[0-9A-F]+) \(file ([0-9A-F]{24})\)$/i.exec(
+    fields.get('START WAL LOCATION') ?? '',
+  );
   if (!start) throw damaged('has no readable "START WAL LOCATION: X/X (file ...)" line');
   const checkpoint = fields.get('CHECKPOINT LOCATION') ?? '';
   if (!isLsn(checkpoint)) throw damaged('has no readable "CHECKPOINT LOCATION" line');

@@ -42,7 +42,9 @@ function describeTarSet(directory: string, names: string[]): BackupSource {
     directory,
     baseTar,
     walTar: byStem.get('pg_wal'),
-    tablespaceTars: [...byStem.entries()].filter(([stem]) => /^\d+$/.test(stem)).map(([, file]) => file),
+    tablespaceTars: [...byStem.entries()]
+      .filter(([stem]) => /^\d+$/.test(stem))
+      .map(([, file]) => file),
   };
 }
 
@@ -263,9 +265,11 @@ export async function readMajorVersion(dataDirectory: string): Promise<number> {
   const file = path.join(dataDirectory, 'PG_VERSION');
   const text = await fs.readFile(file, 'utf8').catch(() => undefined);
   if (text === undefined) {
-    throw new PitrError('BACKUP_DAMAGED', `The backup has no PG_VERSION file (looked for ${file}).`, [
-      'A base backup is a whole data directory; check that the copy or base.tar is complete.',
-    ]);
+    throw new PitrError(
+      'BACKUP_DAMAGED',
+      `The backup has no PG_VERSION file (looked for ${file}).`,
+      ['A base backup is a whole data directory; check that the copy or base.tar is complete.'],
+    );
   }
   const value = text.trim();
   if (!/^\d+$/.test(value)) {
@@ -277,9 +281,11 @@ export async function readMajorVersion(dataDirectory: string): Promise<number> {
   }
   const major = Number(value);
   if (major < 10 || major > 18) {
-    throw new PitrError('VERSION_MISMATCH', `PG_VERSION says ${major}; pitr restores PostgreSQL 10 to 18.`, [
-      'Use a pitr release that supports this version.',
-    ]);
+    throw new PitrError(
+      'VERSION_MISMATCH',
+      `PG_VERSION says ${major}; pitr restores PostgreSQL 10 to 18.`,
+      ['Use a pitr release that supports this version.'],
+    );
   }
   return major;
 }

@@ -37,7 +37,8 @@ async function isExecutable(file: string): Promise<boolean> {
 export async function postgresVersion(bin: string): Promise<string> {
   const { stdout } = await execFileAsync(path.join(bin, 'postgres'), ['-V']);
   const match = /\(PostgreSQL\)\s+(\d+(?:\.\d+)*)/.exec(stdout);
-  if (!match) throw new Error(`unexpected output of ${path.join(bin, 'postgres')} -V: ${stdout.trim()}`);
+  if (!match)
+    throw new Error(`unexpected output of ${path.join(bin, 'postgres')} -V: ${stdout.trim()}`);
   return match[1];
 }
 
@@ -45,7 +46,11 @@ function majorOf(version: string): number {
   return Number(version.split('.')[0]);
 }
 
-async function inspect(bin: string, sightings: Sighting[], place: string): Promise<PostgresInstall | undefined> {
+async function inspect(
+  bin: string,
+  sightings: Sighting[],
+  place: string,
+): Promise<PostgresInstall | undefined> {
   if (!(await isExecutable(path.join(bin, 'postgres')))) {
     sightings.push({ place: `${place} (${bin})`, found: 'no postgres program' });
     return undefined;
@@ -55,7 +60,10 @@ async function inspect(bin: string, sightings: Sighting[], place: string): Promi
     sightings.push({ place: `${place} (${bin})`, found: `PostgreSQL ${version}` });
     return { bin, version, major: majorOf(version) };
   } catch (error) {
-    sightings.push({ place: `${place} (${bin})`, found: `postgres -V failed: ${(error as Error).message}` });
+    sightings.push({
+      place: `${place} (${bin})`,
+      found: `postgres -V failed: ${(error as Error).message}`,
+    });
     return undefined;
   }
 }
@@ -96,7 +104,9 @@ export async function findPostgres(major: number, explicitBin?: string): Promise
     throw new PitrError(
       install ? 'VERSION_MISMATCH' : 'POSTGRES_NOT_FOUND',
       `The backup needs PostgreSQL ${major}, and postgres-bin ${bin} has ${sightings[0].found}.`,
-      [`Set postgres-bin to the bin folder of a PostgreSQL ${major} installation, or leave it empty to search.`],
+      [
+        `Set postgres-bin to the bin folder of a PostgreSQL ${major} installation, or leave it empty to search.`,
+      ],
     );
   }
 

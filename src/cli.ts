@@ -56,7 +56,8 @@ export function parseArgs(argv: string[]): ParsedArgs {
       help = true;
       continue;
     }
-    if (!arg.startsWith('--')) throw usageError(`Unexpected argument "${arg}": every value follows its --flag.`);
+    if (!arg.startsWith('--'))
+      throw usageError(`Unexpected argument "${arg}": every value follows its --flag.`);
     const eq = arg.indexOf('=');
     const name = (eq === -1 ? arg.slice(2) : arg.slice(2, eq)) as InputName;
     if (!INPUT_NAMES.includes(name)) throw usageError(`Unknown flag --${name}.`);
@@ -94,7 +95,10 @@ async function main(): Promise<number> {
   } catch (thrown) {
     const error = asPitrError(thrown);
     process.stderr.write(`pitr: ${describeError(error)}\n`);
-    if (json) process.stdout.write(`${JSON.stringify({ ...failureOutputs(error), hints: error.hints }, null, 2)}\n`);
+    if (json)
+      process.stdout.write(
+        `${JSON.stringify({ ...failureOutputs(error), hints: error.hints }, null, 2)}\n`,
+      );
     return 1;
   }
 }

@@ -15,7 +15,8 @@ const stderrLogger: Logger = {
   debug: (message) => {
     if (process.env.PITR_DEBUG) process.stderr.write(`debug: ${message}\n`);
   },
-  group: (title, lines) => process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`),
+  group: (title, lines) =>
+    process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`),
 };
 
 let current: Logger = stderrLogger;

@@ -81,9 +81,11 @@ export async function resolveServerAccount(name: string): Promise<ServerAccount>
     return { name: user, uid, gid, switchUser: false };
   }
   if (name === 'root') {
-    throw new PitrError('INPUT_INVALID', 'os-user is "root", but PostgreSQL refuses to run as root.', [
-      'Leave os-user at its default (postgres) or name another unprivileged account.',
-    ]);
+    throw new PitrError(
+      'INPUT_INVALID',
+      'os-user is "root", but PostgreSQL refuses to run as root.',
+      ['Leave os-user at its default (postgres) or name another unprivileged account.'],
+    );
   }
   let entry = readPasswdEntry(name);
   if (!entry) {
@@ -91,14 +93,18 @@ export async function resolveServerAccount(name: string): Promise<ServerAccount>
     entry = readPasswdEntry(name);
   }
   if (!entry) {
-    throw new PitrError('OS_USER_FAILED', `The account "${name}" was created but is not in /etc/passwd.`, [
-      'Name an existing unprivileged account with os-user.',
-    ]);
+    throw new PitrError(
+      'OS_USER_FAILED',
+      `The account "${name}" was created but is not in /etc/passwd.`,
+      ['Name an existing unprivileged account with os-user.'],
+    );
   }
   if (entry.uid === 0) {
-    throw new PitrError('INPUT_INVALID', `os-user "${name}" has uid 0, and PostgreSQL refuses to run as root.`, [
-      'Name an unprivileged account with os-user.',
-    ]);
+    throw new PitrError(
+      'INPUT_INVALID',
+      `os-user "${name}" has uid 0, and PostgreSQL refuses to run as root.`,
+      ['Name an unprivileged account with os-user.'],
+    );
   }
   return { ...entry, switchUser: true };
 }

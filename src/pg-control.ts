@@ -83,7 +83,9 @@ export async function readControlFile(dataDirectory: string): Promise<ControlFil
     throw new PitrError(
       'BACKUP_DAMAGED',
       `${file} has pg_control_version ${controlVersion}, which no PostgreSQL 10 to 18 writes.`,
-      ['The file is damaged, or comes from a version or platform pitr does not support (big-endian, 32-bit).'],
+      [
+        'The file is damaged, or comes from a version or platform pitr does not support (big-endian, 32-bit).',
+      ],
     );
   }
   const stored = bytes.readUInt32LE(layout.crc);
@@ -92,7 +94,9 @@ export async function readControlFile(dataDirectory: string): Promise<ControlFil
     throw new PitrError(
       'BACKUP_DAMAGED',
       `${file} fails its checksum (stored CRC-32C ${stored.toString(16)}, computed ${computed.toString(16)}): the server would refuse to start.`,
-      ['Copy the backup again; if the copy is good, the backup itself was damaged when it was written.'],
+      [
+        'Copy the backup again; if the copy is good, the backup itself was damaged when it was written.',
+      ],
     );
   }
   return {

@@ -79,13 +79,19 @@ export function recoverySettings(major: number, settings: RecoverySettings): [st
   if (major >= 12) {
     // These are ordinary settings from 12 on, so the backup's own postgresql.conf may set
     // them: a primary's archive_cleanup_command would delete from the user's archive.
-    result.push(['archive_cleanup_command', ''], ['recovery_end_command', ''], ['primary_conninfo', '']);
+    result.push(
+      ['archive_cleanup_command', ''],
+      ['recovery_end_command', ''],
+      ['primary_conninfo', ''],
+    );
   }
   return result;
 }
 
 export function recoveryConfText(settings: [string, string][]): string {
-  const lines = ['# Written by pitr for this restore; PostgreSQL renames it recovery.done at the end.'];
+  const lines = [
+    '# Written by pitr for this restore; PostgreSQL renames it recovery.done at the end.',
+  ];
   for (const [name, value] of settings) lines.push(`${name} = ${quoteConfigValue(value)}`);
   return lines.join('\n') + '\n';
 }

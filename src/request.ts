@@ -74,7 +74,7 @@ function validateTime(raw: string): string {
     throw invalid(
       'target-time',
       `"${raw}" is not a time with a zone.`,
-      'Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server\'s own time zone.',
+      "Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server's own time zone.",
     );
   }
   const iso = value
@@ -83,13 +83,21 @@ function validateTime(raw: string): string {
     .replace(/([+-]\d{2})$/, '$1:00')
     .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
   if (Number.isNaN(Date.parse(iso))) {
-    throw invalid('target-time', `"${raw}" is not a real date and time.`, 'Check the day, month and hour.');
+    throw invalid(
+      'target-time',
+      `"${raw}" is not a real date and time.`,
+      'Check the day, month and hour.',
+    );
   }
   const [datePart] = value.split(/[ T]/);
   const [year, month, day] = datePart.split('-').map(Number);
   const date = new Date(Date.UTC(year, month - 1, day));
   if (date.getUTCMonth() !== month - 1 || date.getUTCDate() !== day) {
-    throw invalid('target-time', `"${raw}" names a day that does not exist.`, 'Check the day and month.');
+    throw invalid(
+      'target-time',
+      `"${raw}" names a day that does not exist.`,
+      'Check the day and month.',
+    );
   }
   return value;
 }
@@ -136,7 +144,11 @@ function parseTarget(read: InputReader): Target {
         return { kind: 'xid', value: validateXid(value) };
       case 'target-lsn':
         if (!isLsn(value)) {
-          throw invalid('target-lsn', `"${value}" is not an LSN.`, 'Write it as two hex numbers, e.g. 0/3000060.');
+          throw invalid(
+            'target-lsn',
+            `"${value}" is not an LSN.`,
+            'Write it as two hex numbers, e.g. 0/3000060.',
+          );
         }
         return { kind: 'lsn', value: value.trim().toUpperCase() };
       case 'target-name':
@@ -157,7 +169,11 @@ function parseTimeline(raw: string): string {
   if (value === '') return 'latest';
   if (value === 'latest' || value === 'current') return value;
   if (/^\d+$/.test(value) && Number(value) >= 1 && Number(value) <= 0xffffffff) return value;
-  throw invalid('target-timeline', `"${raw}" is not a timeline.`, 'Use latest, current, or a timeline number.');
+  throw invalid(
+    'target-timeline',
+    `"${raw}" is not a timeline.`,
+    'Use latest, current, or a timeline number.',
+  );
 }
 
 function parseTimeout(raw: string): number {
@@ -165,7 +181,11 @@ function parseTimeout(raw: string): number {
   if (value === '') return 3600;
   const seconds = Number(value);
   if (!Number.isFinite(seconds) || seconds <= 0) {
-    throw invalid('timeout', `"${raw}" is not a positive number of seconds.`, 'Set timeout to e.g. 3600.');
+    throw invalid(
+      'timeout',
+      `"${raw}" is not a positive number of seconds.`,
+      'Set timeout to e.g. 3600.',
+    );
   }
   return seconds;
 }
@@ -218,7 +238,11 @@ function isStatementEnd(text: string, newlineIndex: number): boolean {
 export function buildRequest(read: InputReader): RestoreRequest {
   const baseBackup = read('base-backup').trim();
   if (baseBackup === '') {
-    throw invalid('base-backup', 'is required.', 'Set base-backup to the backup directory or base.tar file.');
+    throw invalid(
+      'base-backup',
+      'is required.',
+      'Set base-backup to the backup directory or base.tar file.',
+    );
   }
   const verifyText = read('verify-query');
   return {

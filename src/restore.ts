@@ -115,16 +115,23 @@ async function planArchive(
     if (request.target.kind === 'latest') {
       throw new PitrError('WAL_GAP', message, [
         'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
-        'Find the segment in the primary\'s pg_wal or another copy of the archive; check archive_command failures in the primary\'s log (pg_stat_archiver.failed_count).',
+        "Find the segment in the primary's pg_wal or another copy of the archive; check archive_command failures in the primary's log (pg_stat_archiver.failed_count).",
         'To restore only up to the gap, set a target before it.',
       ]);
     }
-    log.warning(`${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`);
+    log.warning(
+      `${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`,
+    );
   }
   return { inventory, chain, coverage: covered };
 }
 
-function startServerArgs(major: number, request: RestoreRequest, workspace: Workspace, archive?: string) {
+function startServerArgs(
+  major: number,
+  request: RestoreRequest,
+  workspace: Workspace,
+  archive?: string,
+) {
   const recovery = recoverySettings(major, {
     restoreCommand: restoreCommand(workspace, archive),
     target: request.target,
@@ -145,16 +152,25 @@ async function writeRecoveryConfiguration(
   workspace: Workspace,
   account: ServerAccount,
 ): Promise<string[]> {
-  const file = path.join(workspace.dataDirectory, major >= 12 ? 'recovery.signal' : 'recovery.conf');
+  const file = path.join(
+    workspace.dataDirectory,
+    major >= 12 ? 'recovery.signal' : 'recovery.conf',
+  );
   await fs.writeFile(file, major >= 12 ? '' : recoveryConfText(recovery), { mode: 0o600 });
   if (account.switchUser) await fs.chown(file, account.uid, account.gid);
   // From 12 on the settings go on the command line; recovery.signal only switches recovery on.
   return major >= 12 ? commandLineSettings(recovery) : [];
 }
 
-function serverFailure(server: RunningServer, request: RestoreRequest, plan: ArchivePlan, logFile: string): PitrError {
+function serverFailure(
+  server: RunningServer,
+  request: RestoreRequest,
+  plan: ArchivePlan,
+  logFile: string,
+): PitrError {
   const log = server.log;
-  const fatal = log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
+  const fatal =
+    log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
   const last = log.lastRestoredSegment();
   let error: PitrError;
   if (log.targetNotReached) {
@@ -172,25 +188,45 @@ function serverFailure(server: RunningServer, request: RestoreRequest, plan: Arc
     error = new PitrError(
       'WAL_MISSING_FOR_CONSISTENCY',
       `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`,
-      ['The segments written while the backup ran must all be in the archive (or the backup\'s pg_wal).'],
+      [
+        "The segments written while the backup ran must all be in the archive (or the backup's pg_wal).",
+      ],
     );
-  } else if (/is not a child of this server's history|recovery target timeline \d+ does not exist/.test(fatal)) {
-    error = new PitrError('TIMELINE_NOT_IN_HISTORY', `The server refused the target timeline: ${fatal}.`, [
-      'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
-    ]);
+  } else if (
+    /is not a child of this server's history|recovery target timeline \d+ does not exist/.test(
+      fatal,
+    )
+  ) {
+    error = new PitrError(
+      'TIMELINE_NOT_IN_HISTORY',
+      `The server refused the target timeline: ${fatal}.`,
+      [
+        'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
+      ],
+    );
   } else {
-    error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
-      `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
-    ]);
+    error = new PitrError(
+      'SERVER_FAILED',
+      `The restored server stopped during recovery: ${fatal}.`,
+      [
+        `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
+      ],
+    );
   }
   error.logTail = log.tail();
   return error;
 }
 
-function targetNotReached(request: RestoreRequest, server: RunningServer, plan: ArchivePlan): PitrError {
+function targetNotReached(
+  request: RestoreRequest,
+  server: RunningServer,
+  plan: ArchivePlan,
+): PitrError {
   const log = server.log;
   const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
-  const lastTime = log.lastCompletedTime ? `, last transaction committed at ${log.lastCompletedTime}` : '';
+  const lastTime = log.lastCompletedTime
+    ? `, last transaction committed at ${log.lastCompletedTime}`
+    : '';
   const gap = plan.coverage?.firstMissing
     ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
     : '';
@@ -223,7 +259,9 @@ async function waitForPromotion(
       const error = new PitrError(
         'RECOVERY_TIMEOUT',
         `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`,
-        ['Raise timeout if the archive is large, or look in the server log for what it was waiting on.'],
+        [
+          'Raise timeout if the archive is large, or look in the server log for what it was waiting on.',
+        ],
       );
       error.logTail = server.log.tail();
       throw error;
@@ -238,7 +276,12 @@ async function waitForPromotion(
   }
 }
 
-function checkWhereRecoveryEnded(server: RunningServer, request: RestoreRequest, plan: ArchivePlan, segmentSize: number): void {
+function checkWhereRecoveryEnded(
+  server: RunningServer,
+  request: RestoreRequest,
+  plan: ArchivePlan,
+  segmentSize: number,
+): void {
   const log = server.log;
   if (request.target.kind !== 'latest') {
     // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
@@ -268,14 +311,19 @@ function checkWhereRecoveryEnded(server: RunningServer, request: RestoreRequest,
  * configuration: the backup's postgresql.conf still names the production archive, and a
  * restored copy started later by hand would otherwise push its new timeline into it.
  */
-async function finishRestoredCluster(server: RunningServer): Promise<{ lsn: string; time: string }> {
+async function finishRestoredCluster(
+  server: RunningServer,
+): Promise<{ lsn: string; time: string }> {
   const client = await server.connect(['postgres']);
   try {
     const { rows } = await client.query<{ lsn: string | null; time: Date | null }>(
       'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time',
     );
     await client.query('ALTER SYSTEM SET archive_mode = off');
-    return { lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '', time: rows[0].time?.toISOString() ?? '' };
+    return {
+      lsn: rows[0].lsn ?? server.log.redoDoneLsn ?? '',
+      time: rows[0].time?.toISOString() ?? '',
+    };
   } finally {
     await client.end();
   }
@@ -290,7 +338,12 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
 
   const copyStart = Date.now();
-  const copied = await materializeBackup(source, workspace.dataDirectory, workspace.tablespaceRoot, account);
+  const copied = await materializeBackup(
+    source,
+    workspace.dataDirectory,
+    workspace.tablespaceRoot,
+    account,
+  );
   log.info(
     `${source.kind === 'directory' ? 'Copied' : 'Extracted'} the base backup: ${copied.files} files, ${(copied.bytes / 1048576).toFixed(1)} MB in ${secondsSince(copyStart)} s.`,
   );
@@ -302,23 +355,36 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     throw new PitrError(
       'BACKUP_DAMAGED',
       `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`,
-      ['Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.'],
+      [
+        'Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.',
+      ],
     );
   }
   if (!label) {
-    log.warning('The backup has no backup_label: replay starts at the checkpoint in pg_control, as for a copy of a cleanly stopped cluster.');
+    log.warning(
+      'The backup has no backup_label: replay starts at the checkpoint in pg_control, as for a copy of a cleanly stopped cluster.',
+    );
   } else {
-    log.info(`Backup: PostgreSQL ${major}, started ${label.startTime ?? 'at an unknown time'} at ${formatLsn(label.startLsn)} on timeline ${label.startTimeline}.`);
+    log.info(
+      `Backup: PostgreSQL ${major}, started ${label.startTime ?? 'at an unknown time'} at ${formatLsn(label.startLsn)} on timeline ${label.startTimeline}.`,
+    );
   }
 
   const install: PostgresInstall = await findPostgres(major, request.postgresBin);
   const plan = await planArchive(request, workspace, control, label);
   await checkServerAccountAccess(workspace, account, request.walArchive);
 
-  const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
+  const { recovery, server: serverConf } = startServerArgs(
+    major,
+    request,
+    workspace,
+    request.walArchive,
+  );
   const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
 
-  log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);
+  log.info(
+    `Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`,
+  );
   const replayStart = Date.now();
   const server = new RunningServer({
     bin: install.bin,
@@ -371,7 +437,9 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
       checks,
     };
   } catch (error) {
-    if (error instanceof PitrError && !error.logTail) error.logTail = server.log.tail();
+    // The server log explains server failures; a failed query or input is its own evidence.
+    const serverInvolved = error instanceof PitrError && error.code !== 'VERIFY_FAILED';
+    if (serverInvolved && !error.logTail) error.logTail = server.log.tail();
     throw error;
   } finally {
     if (server.running) await server.stop();

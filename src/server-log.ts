@@ -70,15 +70,34 @@ export class RecoveryLog {
   /** Lines that set what is known so far; safe to match again as a message grows. */
   private readState(message: string): void {
     let match: RegExpExecArray | null;
-    if ((match = /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(message))) {
+    if (
+      (match =
+        /recovery stopping (?:before|after) (?:commit|abort) of transaction (\d+), time (.+)$/.exec(
+          message,
+        ))
+    ) {
       this.stop = { text: trimPrefix(message), kind: 'xid', xid: match[1], time: match[2].trim() };
-    } else if ((match = /recovery stopping at restore point "([\s\S]*)", time (.+)$/.exec(message))) {
-      this.stop = { text: trimPrefix(message), kind: 'name', name: match[1], time: match[2].trim() };
-    } else if ((match = /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(message))) {
+    } else if (
+      (match = /recovery stopping at restore point "([\s\S]*)", time (.+)$/.exec(message))
+    ) {
+      this.stop = {
+        text: trimPrefix(message),
+        kind: 'name',
+        name: match[1],
+        time: match[2].trim(),
+      };
+    } else if (
+      (match =
+        /recovery stopping (?:before|after) WAL location \(LSN\) "([0-9A-F]+\/[0-9A-F]+)"/.exec(
+          message,
+        ))
+    ) {
       this.stop = { text: trimPrefix(message), kind: 'lsn', lsn: match[1] };
     } else if (/recovery stopping after reaching consistency/.test(message)) {
       this.stop = { text: trimPrefix(message), kind: 'immediate' };
-    } else if ((match = /consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/.exec(message))) {
+    } else if (
+      (match = /consistent recovery state reached at ([0-9A-F]+\/[0-9A-F]+)/.exec(message))
+    ) {
       this.consistentLsn = match[1];
     } else if ((match = /redo done at ([0-9A-F]+\/[0-9A-F]+)/.exec(message))) {
       this.redoDoneLsn = match[1];
@@ -95,7 +114,10 @@ export class RecoveryLog {
       this.targetNotReached = true;
     }
     // The first FATAL or PANIC is the cause; later ones are consequences of it.
-    if ((match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) && (!this.fatal || this.fatalOpen)) {
+    if (
+      (match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) &&
+      (!this.fatal || this.fatalOpen)
+    ) {
       this.fatal = match[2].trim();
       this.fatalOpen = true;
     }

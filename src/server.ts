@@ -37,12 +37,16 @@ export class RunningServer {
   constructor(options: ServerOptions) {
     this.options = options;
     this.logStream = createWriteStream(options.logFile, { flags: 'a' });
-    this.child = spawn(path.join(options.bin, 'postgres'), ['-D', options.dataDirectory, ...options.args], {
-      cwd: options.dataDirectory,
-      stdio: ['ignore', 'pipe', 'pipe'],
-      ...spawnIdentity(options.account),
-      env: { ...process.env, LC_MESSAGES: 'C', LANG: 'C' },
-    });
+    this.child = spawn(
+      path.join(options.bin, 'postgres'),
+      ['-D', options.dataDirectory, ...options.args],
+      {
+        cwd: options.dataDirectory,
+        stdio: ['ignore', 'pipe', 'pipe'],
+        ...spawnIdentity(options.account),
+        env: { ...process.env, LC_MESSAGES: 'C', LANG: 'C' },
+      },
+    );
     let open = 2;
     const logEnded = new Promise<void>((resolve) => {
       for (const stream of [this.child.stdout, this.child.stderr]) {
@@ -60,7 +64,9 @@ export class RunningServer {
     });
     this.exited = new Promise<ServerExit>((resolve) => {
       const spawnFailed = (error: Error) => {
-        this.log.add(`pitr: could not start ${path.join(options.bin, 'postgres')}: ${error.message}`);
+        this.log.add(
+          `pitr: could not start ${path.join(options.bin, 'postgres')}: ${error.message}`,
+        );
         this.exit = { code: 127, signal: null };
         resolve(this.exit);
       };

@@ -13,7 +13,10 @@ interface SummaryInput {
 
 export async function writeSummary({ request, result, error }: SummaryInput): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return;
-  const summary = core.summary.addHeading(error ? 'pitr: restore failed' : 'pitr: restore succeeded', 2);
+  const summary = core.summary.addHeading(
+    error ? 'pitr: restore failed' : 'pitr: restore succeeded',
+    2,
+  );
   const rows: [string, string][] = [];
   if (request) {
     rows.push(['Base backup', request.baseBackup], ['WAL archive', request.walArchive ?? '(none)']);
@@ -45,7 +48,11 @@ export async function writeSummary({ request, result, error }: SummaryInput): Pr
         { data: 'Result', header: true },
         { data: 'ms', header: true },
       ],
-      ...result.checks.map((c) => [c.statement, c.passed ? 'passed' : `failed: ${c.detail}`, String(c.durationMs)]),
+      ...result.checks.map((c) => [
+        c.statement,
+        c.passed ? 'passed' : `failed: ${c.detail}`,
+        String(c.durationMs),
+      ]),
     ]);
   }
   if (error) {

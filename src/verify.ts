@@ -22,7 +22,10 @@ function showRows(rows: Record<string, unknown>[]): string {
   return `${rows.length} row(s): ${shown.join(', ')}${more}`.slice(0, 500);
 }
 
-export async function runChecks(server: RunningServer, statements: string[]): Promise<CheckResult[]> {
+export async function runChecks(
+  server: RunningServer,
+  statements: string[],
+): Promise<CheckResult[]> {
   if (statements.length === 0) return [];
   const client = await server.connect(['postgres']);
   const results: CheckResult[] = [];
@@ -36,7 +39,9 @@ export async function runChecks(server: RunningServer, statements: string[]): Pr
         results.push({
           statement,
           passed,
-          detail: passed ? undefined : `expected one row whose first value is true, got ${showRows(rows)}`,
+          detail: passed
+            ? undefined
+            : `expected one row whose first value is true, got ${showRows(rows)}`,
           durationMs: Date.now() - started,
         });
       } catch (error) {
@@ -59,7 +64,9 @@ export async function verify(server: RunningServer, statements: string[]): Promi
   const results = await runChecks(server, statements);
   const failed = results.filter((result) => !result.passed);
   if (failed.length > 0) {
-    const list = failed.map((f) => `"${f.statement.replace(/\s+/g, ' ').slice(0, 120)}": ${f.detail}`).join('; ');
+    const list = failed
+      .map((f) => `"${f.statement.replace(/\s+/g, ' ').slice(0, 120)}": ${f.detail}`)
+      .join('; ');
     const error = new PitrError(
       'VERIFY_FAILED',
       `${failed.length} of ${results.length} verification queries failed on the restored database: ${list}.`,

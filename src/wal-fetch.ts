@@ -26,7 +26,11 @@ async function exists(file: string): Promise<boolean> {
 }
 
 /** Copies one archived file to `destination`; returns the exit status for the server. */
-export async function fetchWalFile(archive: string, name: string, destination: string): Promise<number> {
+export async function fetchWalFile(
+  archive: string,
+  name: string,
+  destination: string,
+): Promise<number> {
   // The server only ever asks for plain file names; anything else is not ours to serve.
   if (name.includes('/') || name === '.' || name === '..') {
     process.stderr.write(`pitr wal-fetch: refusing file name "${name}"\n`);
@@ -61,7 +65,9 @@ export async function fetchWalFile(archive: string, name: string, destination: s
     return 0;
   } catch (error) {
     await fs.rm(destination, { force: true }).catch(() => undefined);
-    process.stderr.write(`pitr wal-fetch: could not restore ${source}: ${(error as Error).message}\n`);
+    process.stderr.write(
+      `pitr wal-fetch: could not restore ${source}: ${(error as Error).message}\n`,
+    );
     return EXIT_FAILED;
   }
 }
@@ -76,7 +82,8 @@ async function main(): Promise<void> {
 }
 
 // Run only as the restore_command entry, not when imported by tests.
-const invokedDirectly = process.argv[1] && /wal-fetch(\/index)?\.(js|ts|cjs|mjs)$/.test(process.argv[1]);
+const invokedDirectly =
+  process.argv[1] && /wal-fetch(\/index)?\.(js|ts|cjs|mjs)$/.test(process.argv[1]);
 if (invokedDirectly) {
   main().catch((error: unknown) => {
     process.stderr.write(`pitr wal-fetch: ${(error as Error).message}\n`);

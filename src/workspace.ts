@@ -68,12 +68,17 @@ export function locateWalFetchScript(): string {
       // try the next place
     }
   }
-  throw new PitrError('INTERNAL', `pitr's restore_command helper is missing; looked in ${candidates.join(', ')}.`, [
-    'The dist/ folder is incomplete: run npm run bundle, or use a released copy of pitr.',
-  ]);
+  throw new PitrError(
+    'INTERNAL',
+    `pitr's restore_command helper is missing; looked in ${candidates.join(', ')}.`,
+    ['The dist/ folder is incomplete: run npm run bundle, or use a released copy of pitr.'],
+  );
 }
 
-export async function prepareWorkspace(requested: string | undefined, account: ServerAccount): Promise<Workspace> {
+export async function prepareWorkspace(
+  requested: string | undefined,
+  account: ServerAccount,
+): Promise<Workspace> {
   let dataDirectory: string;
   let runDirectory: string;
   let tablespaceRoot: string;
@@ -112,14 +117,25 @@ export async function prepareWorkspace(requested: string | undefined, account: S
 
   // Trust over a socket in a folder only the server account and root can enter.
   const hbaFile = path.join(runDirectory, 'pg_hba.conf');
-  await fs.writeFile(hbaFile, '# pitr: local connections over the private socket folder only\nlocal all all trust\n');
+  await fs.writeFile(
+    hbaFile,
+    '# pitr: local connections over the private socket folder only\nlocal all all trust\n',
+  );
 
   const logFile = path.join(runDirectory, 'postgres.log');
   await fs.writeFile(logFile, '');
   for (const file of [walFetchScript, hbaFile, logFile]) {
     if (account.switchUser) await fs.chown(file, account.uid, account.gid);
   }
-  return { dataDirectory, runDirectory, tablespaceRoot, socketDirectory, logFile, hbaFile, walFetchScript };
+  return {
+    dataDirectory,
+    runDirectory,
+    tablespaceRoot,
+    socketDirectory,
+    logFile,
+    hbaFile,
+    walFetchScript,
+  };
 }
 
 /**

@@ -10,7 +10,8 @@ function request(inputs: Partial<Record<InputName, string>>) {
 function rejects(inputs: Partial<Record<InputName, string>>, pattern: RegExp) {
   assert.throws(
     () => request({ 'base-backup': '/b', ...inputs }),
-    (error: unknown) => error instanceof PitrError && error.code === 'INPUT_INVALID' && pattern.test(error.message),
+    (error: unknown) =>
+      error instanceof PitrError && error.code === 'INPUT_INVALID' && pattern.test(error.message),
   );
 }
 
@@ -39,7 +40,10 @@ describe('inputs', () => {
     rejects({ 'target-time': '2026-02-30 10:00:00+00' }, /does not exist/);
     const ok = request({ 'base-backup': '/b', 'target-time': '2026-12-03 18:17:29.5+02:00' });
     assert.deepEqual(ok.target, { kind: 'time', value: '2026-12-03 18:17:29.5+02:00' });
-    assert.equal(request({ 'base-backup': '/b', 'target-time': '2026-12-03T18:17:29Z' }).target.kind, 'time');
+    assert.equal(
+      request({ 'base-backup': '/b', 'target-time': '2026-12-03T18:17:29Z' }).target.kind,
+      'time',
+    );
   });
 
   it('checks target-xid, target-lsn, target-timeline, target-inclusive and timeout', () => {
@@ -53,7 +57,10 @@ describe('inputs', () => {
 
   it('keeps a restore point name exactly, quotes and newlines included', () => {
     const name = "it's\nrestore_command = 'rm -rf /'";
-    assert.deepEqual(request({ 'base-backup': '/b', 'target-name': name }).target, { kind: 'name', value: name });
+    assert.deepEqual(request({ 'base-backup': '/b', 'target-name': name }).target, {
+      kind: 'name',
+      value: name,
+    });
   });
 });
 
@@ -66,10 +73,11 @@ describe('verify-query statements', () => {
   });
 
   it('takes one statement per line without semicolons, and joins continued lines', () => {
-    assert.deepEqual(splitStatements('SELECT count(*) > 0\n  FROM t\nSELECT true\n\n-- a comment\nWITH x AS (SELECT 1) SELECT true'), [
-      'SELECT count(*) > 0\n  FROM t',
-      'SELECT true',
-      'WITH x AS (SELECT 1) SELECT true',
-    ]);
+    assert.deepEqual(
+      splitStatements(
+        'SELECT count(*) > 0\n  FROM t\nSELECT true\n\n-- a comment\nWITH x AS (SELECT 1) SELECT true',
+      ),
+      ['SELECT count(*) > 0\n  FROM t', 'SELECT true', 'WITH x AS (SELECT 1) SELECT true'],
+    );
   });
 });

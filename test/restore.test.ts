@@ -27,7 +27,10 @@ for (const major of majors) {
       tarGzDir = path.join(history.rootDir, 'targz');
       await makeTarBackup(history.backupDir, tarDir, { gzip: false });
       await makeTarBackup(history.backupDir, tarGzDir, { gzip: true });
-      digests = { backup: await treeDigest(history.backupDir), archive: await treeDigest(history.archiveDir) };
+      digests = {
+        backup: await treeDigest(history.backupDir),
+        archive: await treeDigest(history.archiveDir),
+      };
     });
 
     after(async () => {
@@ -37,10 +40,14 @@ for (const major of majors) {
     async function restoreAndCount(backup: string, targetArgs: string[], extra: string[] = []) {
       const dataDirectory = path.join(history.rootDir, `restored-${restoreCount++}`);
       const run = await runCli([
-        '--base-backup', backup,
-        '--wal-archive', history.archiveDir,
-        '--postgres-bin', binDir(major),
-        '--data-directory', dataDirectory,
+        '--base-backup',
+        backup,
+        '--wal-archive',
+        history.archiveDir,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory,
         ...targetArgs,
         ...extra,
       ]);
@@ -52,7 +59,11 @@ for (const major of majors) {
         dataDirectory,
         'SELECT count(*)::int AS rows, pg_is_in_recovery() AS in_recovery FROM tab_int',
       );
-      assert.equal(row.in_recovery, false, 'the restored cluster must be promoted, not left in recovery');
+      assert.equal(
+        row.in_recovery,
+        false,
+        'the restored cluster must be promoted, not left in recovery',
+      );
       await removeTree(dataDirectory);
       return { rows: row.rows, run };
     }
@@ -69,46 +80,73 @@ for (const major of majors) {
     });
 
     it('stops after the named transaction with target-xid', async () => {
-      const { rows } = await restoreAndCount(history.backupDir, ['--target-xid', history.targets.xid]);
+      const { rows } = await restoreAndCount(history.backupDir, [
+        '--target-xid',
+        history.targets.xid,
+      ]);
       assert.equal(rows, history.expected.xid);
     });
 
     it('stops before the named transaction with target-inclusive false', async () => {
       const { rows } = await restoreAndCount(history.backupDir, [
-        '--target-xid', history.targets.xid,
-        '--target-inclusive', 'false',
+        '--target-xid',
+        history.targets.xid,
+        '--target-inclusive',
+        'false',
       ]);
       assert.equal(rows, history.expected.xid - 1000);
     });
 
     it('stops at the time given with target-time', async () => {
-      const { rows, run } = await restoreAndCount(history.backupDir, ['--target-time', history.targets.time]);
+      const { rows, run } = await restoreAndCount(history.backupDir, [
+        '--target-time',
+        history.targets.time,
+      ]);
       assert.equal(rows, history.expected.time);
-      assert.ok(run.outputs['recovered-time'] < history.targets.time.replace(' ', 'T'), 'last replayed commit precedes the target');
+      assert.ok(
+        run.outputs['recovered-time'] < history.targets.time.replace(' ', 'T'),
+        'last replayed commit precedes the target',
+      );
     });
 
     it('stops at the WAL location given with target-lsn', async () => {
-      const { rows } = await restoreAndCount(history.backupDir, ['--target-lsn', history.targets.lsn]);
+      const { rows } = await restoreAndCount(history.backupDir, [
+        '--target-lsn',
+        history.targets.lsn,
+      ]);
       assert.equal(rows, history.expected.lsn);
     });
 
     it('stops at the restore point given with target-name', async () => {
-      const { rows } = await restoreAndCount(history.backupDir, ['--target-name', history.targets.name]);
+      const { rows } = await restoreAndCount(history.backupDir, [
+        '--target-name',
+        history.targets.name,
+      ]);
       assert.equal(rows, history.expected.name);
     });
 
     it('passes a restore point name with a quote, newline and backslash as one value', async () => {
-      const { rows } = await restoreAndCount(history.backupDir, ['--target-name', history.targets.hostileName]);
+      const { rows } = await restoreAndCount(history.backupDir, [
+        '--target-name',
+        history.targets.hostileName,
+      ]);
       assert.equal(rows, history.expected.name);
     });
 
     it('restores from base.tar to a time', async () => {
-      const { rows } = await restoreAndCount(path.join(tarDir, 'base.tar'), ['--target-time', history.targets.time]);
+      const { rows } = await restoreAndCount(path.join(tarDir, 'base.tar'), [
+        '--target-time',
+        history.targets.time,
+      ]);
       assert.equal(rows, history.expected.time);
     });
 
     it('restores from a folder holding base.tar.gz to the end of the archive', async () => {
-      const { rows } = await restoreAndCount(tarGzDir, [], ['--verify-query', 'SELECT count(*) = 6000 FROM tab_int']);
+      const { rows } = await restoreAndCount(
+        tarGzDir,
+        [],
+        ['--verify-query', 'SELECT count(*) = 6000 FROM tab_int'],
+      );
       assert.equal(rows, history.expected.latest);
     });
 

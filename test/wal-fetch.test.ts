@@ -32,7 +32,10 @@ describe('the restore_command helper (bundled dist/wal-fetch)', () => {
     await fs.mkdir(archive);
     await fs.writeFile(path.join(archive, '000000010000000000000003'), segment);
     await fs.writeFile(path.join(archive, '000000010000000000000004.gz'), gzipSync(segment));
-    await fs.writeFile(path.join(archive, '000000010000000000000005.gz'), gzipSync(segment).subarray(0, 40_000));
+    await fs.writeFile(
+      path.join(archive, '000000010000000000000005.gz'),
+      gzipSync(segment).subarray(0, 40_000),
+    );
     // A folder where a file should be: reading it fails with EISDIR, not "not found".
     await fs.mkdir(path.join(archive, '000000010000000000000006'));
   });
@@ -74,7 +77,11 @@ describe('the restore_command helper (bundled dist/wal-fetch)', () => {
   });
 
   it('refuses a file name with a path in it', async () => {
-    const result = await fetchFile(archive, '../archive/000000010000000000000003', path.join(dir, 'x'));
+    const result = await fetchFile(
+      archive,
+      '../archive/000000010000000000000003',
+      path.join(dir, 'x'),
+    );
     assert.ok(result.status > 125);
   });
 

@@ -53,7 +53,11 @@ export async function queryRestored<T = Record<string, unknown>>(
   const bin = binDir(major);
   const options = `-c listen_addresses='' -c unix_socket_directories='${socket}' -c port=${port}`;
   const logFile = path.join(socket, 'check.log');
-  await runAsServer(path.join(bin, 'pg_ctl'), ['-D', dataDirectory, '-o', options, '-l', logFile, '-w', 'start'], '/');
+  await runAsServer(
+    path.join(bin, 'pg_ctl'),
+    ['-D', dataDirectory, '-o', options, '-l', logFile, '-w', 'start'],
+    '/',
+  );
   try {
     const client = new pg.Client({ host: socket, port, user: 'postgres', database: 'postgres' });
     await client.connect();
@@ -63,7 +67,11 @@ export async function queryRestored<T = Record<string, unknown>>(
       await client.end();
     }
   } finally {
-    await runAsServer(path.join(bin, 'pg_ctl'), ['-D', dataDirectory, '-m', 'fast', '-w', 'stop'], '/');
+    await runAsServer(
+      path.join(bin, 'pg_ctl'),
+      ['-D', dataDirectory, '-m', 'fast', '-w', 'stop'],
+      '/',
+    );
     await fs.rm(socket, { recursive: true, force: true });
   }
 }
@@ -72,7 +80,9 @@ export async function queryRestored<T = Record<string, unknown>>(
 export async function treeDigest(root: string): Promise<string> {
   const hash = createHash('sha256');
   async function walk(dir: string): Promise<void> {
-    const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) => a.name.localeCompare(b.name));
+    const entries = (await fs.readdir(dir, { withFileTypes: true })).sort((a, b) =>
+      a.name.localeCompare(b.name),
+    );
     for (const entry of entries) {
       const full = path.join(dir, entry.name);
       const stat = await fs.lstat(full);

@@ -1,0 +1,261 @@
+// The archive as users really have it: gaps, gzip'd segments, and backups made by
+// pg_basebackup itself. A gap must never pass silently.
+
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { promisify } from 'node:util';
+import { buildHistory, type History } from './support/history.js';
+import {
+  binDir,
+  chownToServer,
+  removeTree,
+  runAsServer,
+  startCluster,
+  type Cluster,
+} from './support/postgres.js';
+import { queryRestored, runCli } from './support/pitr.js';
+
+const execFileAsync = promisify(execFile);
+const majors = process.env.PITR_TEST_MAJORS
+  ? process.env.PITR_TEST_MAJORS.split(',')
+      .map(Number)
+      .filter((m) => [10, 15, 18].includes(m))
+  : [10, 15, 18];
+
+async function copyArchive(
+  from: string,
+  to: string,
+  transform?: (name: string) => 'drop' | 'gzip' | 'keep',
+) {
+  await fs.mkdir(to, { recursive: true });
+  for (const name of await fs.readdir(from)) {
+    const action = transform?.(name) ?? 'keep';
+    if (action === 'drop') continue;
+    await fs.copyFile(path.join(from, name), path.join(to, name));
+    if (action === 'gzip') await execFileAsync('gzip', [path.join(to, name)]);
+  }
+  await chownToServer(to, true);
+}
+
+function segmentsOf(names: string[]): string[] {
+  return names.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();
+}
+
+for (const major of majors) {
+  describe(`PostgreSQL ${major} archives`, () => {
+    let history: History;
+    let run = 0;
+    const dataDirectory = () => path.join(history.rootDir, `restored-${run++}`);
+
+    before(async () => {
+      history = await buildHistory(major);
+    });
+    after(async () => {
+      if (history) await removeTree(history.rootDir);
+    });
+
+    it('fails naming the missing segment when the archive has a gap, before starting replay', async () => {
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const missing = segments[segments.length - 2];
+      const archive = path.join(history.rootDir, 'gap-archive');
+      await copyArchive(history.archiveDir, archive, (name) =>
+        name === missing ? 'drop' : 'keep',
+      );
+
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+      ]);
+      assert.equal(result.status, 1);
+      assert.equal(result.outputs['error-code'], 'WAL_GAP');
+      assert.match(result.stderr, new RegExp(`segment ${missing} is missing`));
+      assert.match(result.stderr, /HINT: /);
+    });
+
+    it('fails naming the gap when a target lies beyond it, on every major alike', async () => {
+      // 10 to 12 promote silently when the target never comes; 13+ stop with a FATAL.
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const missing = segments[segments.length - 2];
+      const archive = path.join(history.rootDir, 'gap-archive-2');
+      await copyArchive(history.archiveDir, archive, (name) =>
+        name === missing ? 'drop' : 'keep',
+      );
+
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+        '--target-name',
+        history.targets.name,
+      ]);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.outputs['error-code'], 'TARGET_NOT_REACHED');
+      assert.match(result.stderr, new RegExp(`gap at ${missing}`));
+    });
+
+    it('restores from an archive of gzip-compressed segments', async () => {
+      const archive = path.join(history.rootDir, 'gz-archive');
+      await copyArchive(history.archiveDir, archive, () => 'gzip');
+      const target = dataDirectory();
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        target,
+        '--target-xid',
+        history.targets.xid,
+      ]);
+      assert.equal(result.status, 0, result.stderr);
+      const [row] = await queryRestored<{ n: number }>(
+        major,
+        target,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(row.n, history.expected.xid);
+    });
+
+    it('fails with TARGET_NOT_REACHED for a restore point that does not exist', async () => {
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        history.archiveDir,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+        '--target-name',
+        'no_such_point',
+      ]);
+      assert.equal(result.status, 1);
+      assert.equal(result.outputs['error-code'], 'TARGET_NOT_REACHED');
+      assert.match(result.stderr, /restore point "no_such_point"/);
+    });
+
+    it('fails verification with the query and what it returned', async () => {
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        history.archiveDir,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+        '--verify-query',
+        'SELECT count(*) = 6000 FROM tab_int',
+        '--verify-query',
+        'SELECT count(*) FROM tab_int',
+      ]);
+      assert.equal(result.status, 1);
+      assert.equal(result.outputs['error-code'], 'VERIFY_FAILED');
+      assert.match(result.stderr, /1 of 2 verification queries failed/);
+      assert.match(
+        result.stderr,
+        /SELECT count\(\*\) FROM tab_int": expected one row whose first value is true, got 1 row\(s\): \["6000"\]/,
+      );
+    });
+  });
+}
+
+describe('backups made by pg_basebackup', () => {
+  let cluster: Cluster;
+  let backupDir: string;
+
+  before(async () => {
+    cluster = await startCluster(15);
+    await cluster.query('CREATE TABLE t (a int)');
+    await cluster.query('INSERT INTO t SELECT generate_series(1, 100)');
+    backupDir = path.join(cluster.rootDir, 'basebackup');
+    // Debian's pg_basebackup 15 against the same major's server, as users run it.
+    await runAsServer(
+      '/usr/lib/postgresql/15/bin/pg_basebackup',
+      [
+        '-h',
+        cluster.socketDir,
+        '-p',
+        String(cluster.port),
+        '-U',
+        'postgres',
+        '-D',
+        backupDir,
+        '-Ft',
+        '-z',
+        '-X',
+        'stream',
+      ],
+      '/',
+    );
+    await cluster.query('INSERT INTO t SELECT generate_series(101, 250)');
+    await cluster.waitArchived(await cluster.switchWal());
+    await cluster.stop();
+  });
+  after(async () => {
+    if (cluster) await removeTree(cluster.rootDir);
+  });
+
+  it('restores -Ft -z -X stream (base.tar.gz with pg_wal.tar.gz) without an archive', async () => {
+    assert.deepEqual((await fs.readdir(backupDir)).sort(), [
+      'backup_manifest',
+      'base.tar.gz',
+      'pg_wal.tar.gz',
+    ]);
+    const target = path.join(cluster.rootDir, 'r1');
+    const result = await runCli([
+      '--base-backup',
+      backupDir,
+      '--postgres-bin',
+      binDir(15),
+      '--data-directory',
+      target,
+      '--target',
+      'immediate',
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    const [row] = await queryRestored<{ n: number }>(
+      15,
+      target,
+      'SELECT count(*)::int AS n FROM t',
+    );
+    assert.equal(row.n, 100);
+  });
+
+  it('restores -Ft -z -X stream plus the archive to the end', async () => {
+    const target = path.join(cluster.rootDir, 'r2');
+    const result = await runCli([
+      '--base-backup',
+      path.join(backupDir, 'base.tar.gz'),
+      '--wal-archive',
+      cluster.archiveDir,
+      '--postgres-bin',
+      binDir(15),
+      '--data-directory',
+      target,
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    const [row] = await queryRestored<{ n: number }>(
+      15,
+      target,
+      'SELECT count(*)::int AS n FROM t',
+    );
+    assert.equal(row.n, 250);
+  });
+});
