@@ -1,20 +1,35 @@
 // Builds the three bundles in dist/: the action (dist/index.js), the CLI
 // (dist/cli/index.js) and the restore_command helper (dist/wal-fetch/index.js), which is
 // bundled apart so that the server can start it once per segment at little cost.
+// The bundles are built beside dist/ and swapped in at the end, so that a restore running
+// from dist/ meanwhile never finds it half-written.
 import { execFileSync } from 'node:child_process';
-import { chmodSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 
+const staging = 'dist.new';
 const builds = [
-  ['src/main.ts', 'dist'],
-  ['src/cli.ts', 'dist/cli'],
-  ['src/wal-fetch.ts', 'dist/wal-fetch'],
+  ['src/main.ts', ''],
+  ['src/cli.ts', '/cli'],
+  ['src/wal-fetch.ts', '/wal-fetch'],
 ];
-rmSync('dist', { recursive: true, force: true });
+rmSync(staging, { recursive: true, force: true });
 for (const [entry, out] of builds) {
-  execFileSync('npx', ['ncc', 'build', entry, '-o', out, '--target', 'es2022', '-q'], {
-    stdio: 'inherit',
-  });
+  execFileSync(
+    'npx',
+    ['ncc', 'build', entry, '-o', `${staging}${out}`, '--target', 'es2022', '-q'],
+    {
+      stdio: 'inherit',
+    },
+  );
 }
 // ncc emits ES modules; Node must be told so by the nearest package.json.
-writeFileSync('dist/package.json', '{\n  "type": "module"\n}\n');
-chmodSync('dist/cli/index.js', 0o755);
+writeFileSync(`${staging}/package.json`, '{\n  "type": "module"\n}\n');
+chmodSync(`${staging}/cli/index.js`, 0o755);
+rmSync('dist.old', { recursive: true, force: true });
+try {
+  renameSync('dist', 'dist.old');
+} catch {
+  // no dist/ yet
+}
+renameSync(staging, 'dist');
+rmSync('dist.old', { recursive: true, force: true });

@@ -210,7 +210,20 @@ export async function materializeBackup(
   const owner = account.switchUser ? { uid: account.uid, gid: account.gid } : undefined;
 
   if (source.kind === 'directory') {
-    await copyTree(source.path, dataDirectory, account, totals, true, tablespaceRoot);
+    try {
+      await copyTree(source.path, dataDirectory, account, totals, true, tablespaceRoot);
+    } catch (error) {
+      if (error instanceof PitrError) throw error;
+      throw new PitrError(
+        'WORKSPACE_WRITE_FAILED',
+        `Copying the backup ${source.path} into ${dataDirectory} failed after ${totals.files} files: ${(error as Error).message}.`,
+        [
+          `Check that ${path.dirname(dataDirectory)} has room for the whole backup (df -h) and that pitr may write there.`,
+          'Check that every file of the backup is readable by the user running pitr.',
+        ],
+        { cause: error },
+      );
+    }
   } else {
     const base = await extractTar(source.baseTar, dataDirectory, { owner });
     totals.files += base.entries;

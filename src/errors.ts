@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'SERVER_FAILED'
   | 'RECOVERY_TIMEOUT'
   | 'VERIFY_FAILED'
+  | 'WORKSPACE_WRITE_FAILED'
   | 'INTERNAL';
 
 export class PitrError extends Error {

@@ -493,7 +493,7 @@ class Extraction {
     const what = error instanceof Error ? error.message : String(error);
     const entry = this.current === undefined ? '' : ` "${this.current}"`;
     return new PitrError(
-      'INTERNAL',
+      'WORKSPACE_WRITE_FAILED',
       `Writing${entry} from ${this.archivePath} to ${path} failed: ${what}; extraction ` +
         `stopped after ${entriesText(this.entries)} and ${this.bytes} bytes.`,
       [

@@ -292,13 +292,15 @@ function checkWhereRecoveryEnded(
   const endSegno = segmentNumberOf(parseLsn(log.redoDoneLsn), segmentSize);
   if (endSegno < plan.coverage.lastSegno) {
     const timeline = plan.chain[plan.chain.length - 1].timeline;
+    const stoppedIn = segmentFileName(timeline, endSegno, segmentSize);
     const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
+    const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
     const error = new PitrError(
-      'WAL_GAP',
-      `Replay stopped at ${log.redoDoneLsn} in segment ${segmentFileName(timeline, endSegno, segmentSize)}, but the archive goes on to ${plan.coverage.lastSegment}: everything from ${next} on was not replayed.`,
+      'WAL_DAMAGED',
+      `Replay ended at ${log.redoDoneLsn} in segment ${stoppedIn}, but the archive goes on to ${plan.coverage.lastSegment}: nothing from ${next} on was replayed.${why}`,
       [
-        'A segment there is damaged or from another cluster (see the server log lines below); PostgreSQL ends recovery at the first WAL it cannot use.',
-        'Replace the damaged segment from another copy of the archive.',
+        `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
+        "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
       ],
     );
     error.logTail = log.tail();

@@ -25,6 +25,8 @@ export class RecoveryLog {
   readyForConnections = false;
   targetNotReached = false;
   fatal?: string;
+  /** The first complaint about WAL contents: where replay gives up on a damaged segment. */
+  walProblem?: string;
 
   private readonly maxKept: number;
 
@@ -112,6 +114,16 @@ export class RecoveryLog {
     }
     if (/recovery ended before configured recovery target was reached/.test(message)) {
       this.targetNotReached = true;
+    }
+    // Replay reads on until a record fails its checks, then treats that as the end of WAL;
+    // these LOG lines are the only sign that the end came from damage, not from the archive.
+    if (
+      !this.walProblem &&
+      /invalid (magic number|info bits|record length|resource manager|record offset|contrecord)|unexpected pageaddr|incorrect (resource manager data )?checksum|out-of-sequence timeline|WAL file is from different database system|missing contrecord|record with incorrect prev-link/.test(
+        message,
+      )
+    ) {
+      this.walProblem = trimPrefix(message);
     }
     // The first FATAL or PANIC is the cause; later ones are consequences of it.
     if (

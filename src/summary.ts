@@ -5,6 +5,11 @@ import type { PitrError } from './errors.js';
 import { describeTarget, type RestoreRequest } from './request.js';
 import type { RestoreResult } from './restore.js';
 
+/** Table cells are HTML: a query's < or & must show as written. */
+function escapeHtml(text: string): string {
+  return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+}
+
 interface SummaryInput {
   request?: RestoreRequest;
   result?: RestoreResult;
@@ -38,7 +43,7 @@ export async function writeSummary({ request, result, error }: SummaryInput): Pr
       { data: 'Item', header: true },
       { data: 'Value', header: true },
     ],
-    ...rows.map(([item, value]) => [item, value]),
+    ...rows.map(([item, value]) => [item, escapeHtml(value)]),
   ]);
   if (result && result.checks.length > 0) {
     summary.addHeading('Verification queries', 3);
@@ -49,14 +54,14 @@ export async function writeSummary({ request, result, error }: SummaryInput): Pr
         { data: 'ms', header: true },
       ],
       ...result.checks.map((c) => [
-        c.statement,
-        c.passed ? 'passed' : `failed: ${c.detail}`,
+        escapeHtml(c.statement),
+        c.passed ? 'passed' : escapeHtml(`failed: ${c.detail}`),
         String(c.durationMs),
       ]),
     ]);
   }
   if (error) {
-    summary.addRaw(`\n**${error.code}**: ${error.message}\n\n`);
+    summary.addRaw(`\n**${error.code}**: ${escapeHtml(error.message)}\n\n`);
     if (error.hints.length) summary.addList(error.hints);
   }
   await summary.write();

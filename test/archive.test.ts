@@ -107,6 +107,33 @@ for (const major of majors) {
       assert.match(result.stderr, new RegExp(`gap at ${missing}`));
     });
 
+    it('fails naming the damaged segment when replay ends early at a corrupted page', async () => {
+      // PostgreSQL takes the first WAL page that fails its checks for the end of WAL and
+      // promotes without an error; only the archive listing shows that more was there.
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const damaged = segments[segments.length - 2];
+      const archive = path.join(history.rootDir, 'damaged-archive');
+      await copyArchive(history.archiveDir, archive);
+      const handle = await fs.open(path.join(archive, damaged), 'r+');
+      await handle.write(Buffer.alloc(16), 0, 16, 2 * 8192);
+      await handle.close();
+
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+      ]);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
+      assert.match(result.stderr, new RegExp(`in segment ${damaged}`));
+      assert.match(result.stderr, /invalid magic number 0000/);
+    });
+
     it('restores from an archive of gzip-compressed segments', async () => {
       const archive = path.join(history.rootDir, 'gz-archive');
       await copyArchive(history.archiveDir, archive, () => 'gzip');

@@ -326,7 +326,7 @@ describe('extractTar with archives it must write carefully', () => {
       try {
         const error = await rejection(extractTar(archive, join(small, 'data')));
 
-        assert.equal(error.code, 'INTERNAL');
+        assert.equal(error.code, 'WORKSPACE_WRITE_FAILED');
         assert.match(error.message, /Writing "base\/1\/1259"/);
         assert.match(error.message, /ENOSPC/);
         assert.deepEqual(await openFilesUnder(small), []);

@@ -10795,7 +10795,7 @@ class Extraction {
     destinationFailed(path, error) {
         const what = error instanceof Error ? error.message : String(error);
         const entry = this.current === undefined ? '' : ` "${this.current}"`;
-        return new PitrError('INTERNAL', `Writing${entry} from ${this.archivePath} to ${path} failed: ${what}; extraction ` +
+        return new PitrError('WORKSPACE_WRITE_FAILED', `Writing${entry} from ${this.archivePath} to ${path} failed: ${what}; extraction ` +
             `stopped after ${entriesText(this.entries)} and ${this.bytes} bytes.`, [
             `Check that ${this.destination} has room for the whole backup (df -h) and that pitr ` +
                 'may write there.',
@@ -11036,7 +11036,17 @@ async function materializeBackup(source, dataDirectory, tablespaceRoot, account)
     const totals = { files: 0, bytes: 0 };
     const owner = account.switchUser ? { uid: account.uid, gid: account.gid } : undefined;
     if (source.kind === 'directory') {
-        await copyTree(source.path, dataDirectory, account, totals, true, tablespaceRoot);
+        try {
+            await copyTree(source.path, dataDirectory, account, totals, true, tablespaceRoot);
+        }
+        catch (error) {
+            if (error instanceof PitrError)
+                throw error;
+            throw new PitrError('WORKSPACE_WRITE_FAILED', `Copying the backup ${source.path} into ${dataDirectory} failed after ${totals.files} files: ${error.message}.`, [
+                `Check that ${external_node_path_namespaceObject.dirname(dataDirectory)} has room for the whole backup (df -h) and that pitr may write there.`,
+                'Check that every file of the backup is readable by the user running pitr.',
+            ], { cause: error });
+        }
     }
     else {
         const base = await extractTar(source.baseTar, dataDirectory, { owner });
@@ -11534,6 +11544,8 @@ class RecoveryLog {
     readyForConnections = false;
     targetNotReached = false;
     fatal;
+    /** The first complaint about WAL contents: where replay gives up on a damaged segment. */
+    walProblem;
     maxKept;
     constructor(maxKept = 2000) {
         this.maxKept = maxKept;
@@ -11613,6 +11625,12 @@ class RecoveryLog {
         }
         if (/recovery ended before configured recovery target was reached/.test(message)) {
             this.targetNotReached = true;
+        }
+        // Replay reads on until a record fails its checks, then treats that as the end of WAL;
+        // these LOG lines are the only sign that the end came from damage, not from the archive.
+        if (!this.walProblem &&
+            /invalid (magic number|info bits|record length|resource manager|record offset|contrecord)|unexpected pageaddr|incorrect (resource manager data )?checksum|out-of-sequence timeline|WAL file is from different database system|missing contrecord|record with incorrect prev-link/.test(message)) {
+            this.walProblem = trimPrefix(message);
         }
         // The first FATAL or PANIC is the cause; later ones are consequences of it.
         if ((match = /\b(FATAL|PANIC):\s+([\s\S]*)$/.exec(message)) &&
@@ -12119,10 +12137,12 @@ function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
     const endSegno = segmentNumberOf(parseLsn(log.redoDoneLsn), segmentSize);
     if (endSegno < plan.coverage.lastSegno) {
         const timeline = plan.chain[plan.chain.length - 1].timeline;
+        const stoppedIn = segmentFileName(timeline, endSegno, segmentSize);
         const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
-        const error = new PitrError('WAL_GAP', `Replay stopped at ${log.redoDoneLsn} in segment ${segmentFileName(timeline, endSegno, segmentSize)}, but the archive goes on to ${plan.coverage.lastSegment}: everything from ${next} on was not replayed.`, [
-            'A segment there is damaged or from another cluster (see the server log lines below); PostgreSQL ends recovery at the first WAL it cannot use.',
-            'Replace the damaged segment from another copy of the archive.',
+        const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
+        const error = new PitrError('WAL_DAMAGED', `Replay ended at ${log.redoDoneLsn} in segment ${stoppedIn}, but the archive goes on to ${plan.coverage.lastSegment}: nothing from ${next} on was replayed.${why}`, [
+            `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
+            'Replace that segment from another copy of the archive, or compare it with the primary\'s pg_wal.',
         ]);
         error.logTail = log.tail();
         throw error;
