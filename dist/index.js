@@ -43594,7 +43594,7 @@ function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
         const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
         const error = new PitrError('WAL_DAMAGED', `Replay ended at ${log.redoDoneLsn} in segment ${stoppedIn}, but the archive goes on to ${plan.coverage.lastSegment}: nothing from ${next} on was replayed.${why}`, [
             `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
-            'Replace that segment from another copy of the archive, or compare it with the primary\'s pg_wal.',
+            "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
         ]);
         error.logTail = log.tail();
         throw error;
@@ -43626,6 +43626,8 @@ async function restore(request) {
     const source = await locateBackup(request.baseBackup);
     const workspace = await prepareWorkspace(request.dataDirectory, account);
     log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
+    // Before the copy, which may take long: the server account must reach all of it.
+    await checkServerAccountAccess(workspace, account, request.walArchive);
     const copyStart = Date.now();
     const copied = await materializeBackup(source, workspace.dataDirectory, workspace.tablespaceRoot, account);
     log.info(`${source.kind === 'directory' ? 'Copied' : 'Extracted'} the base backup: ${copied.files} files, ${(copied.bytes / 1048576).toFixed(1)} MB in ${secondsSince(copyStart)} s.`);
@@ -43645,7 +43647,6 @@ async function restore(request) {
     }
     const install = await findPostgres(major, request.postgresBin);
     const plan = await planArchive(request, workspace, control, label);
-    await checkServerAccountAccess(workspace, account, request.walArchive);
     const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
     const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
     log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);

@@ -338,6 +338,8 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   const source = await locateBackup(request.baseBackup);
   const workspace = await prepareWorkspace(request.dataDirectory, account);
   log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
+  // Before the copy, which may take long: the server account must reach all of it.
+  await checkServerAccountAccess(workspace, account, request.walArchive);
 
   const copyStart = Date.now();
   const copied = await materializeBackup(
@@ -374,7 +376,6 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
 
   const install: PostgresInstall = await findPostgres(major, request.postgresBin);
   const plan = await planArchive(request, workspace, control, label);
-  await checkServerAccountAccess(workspace, account, request.walArchive);
 
   const { recovery, server: serverConf } = startServerArgs(
     major,
