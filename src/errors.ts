@@ -20,7 +20,8 @@ export type ErrorCode =
   | 'RECOVERY_TIMEOUT'
   | 'VERIFY_FAILED'
   | 'WORKSPACE_WRITE_FAILED'
-  | 'INTERNAL';
+  | 'INTERNAL'
+  | 'POSTGRES_DOWNLOAD_FAILED';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;

@@ -23,6 +23,9 @@ export interface RestoreRequest {
   /** Where to restore; undefined means a fresh folder under the temp folder. */
   dataDirectory?: string;
   postgresBin?: string;
+  /** '' for the newest release of the backup's major, a major ('16') or a release ('16.4'). */
+  postgresVersion: string;
+  postgresDownload: boolean;
   osUser: string;
   verifyQueries: string[];
   timeoutSeconds: number;
@@ -41,6 +44,8 @@ export const INPUT_NAMES = [
   'target-timeline',
   'data-directory',
   'postgres-bin',
+  'postgres-version',
+  'postgres-download',
   'os-user',
   'verify-query',
   'timeout',
@@ -253,6 +258,8 @@ export function buildRequest(read: InputReader): RestoreRequest {
     targetTimeline: parseTimeline(read('target-timeline')),
     dataDirectory: read('data-directory').trim() || undefined,
     postgresBin: read('postgres-bin').trim() || undefined,
+    postgresVersion: read('postgres-version').trim(),
+    postgresDownload: parseBoolean('postgres-download', read('postgres-download'), true),
     osUser: read('os-user').trim() || 'postgres',
     verifyQueries: verifyText.trim() === '' ? [] : splitStatements(verifyText),
     timeoutSeconds: parseTimeout(read('timeout')),

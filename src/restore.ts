@@ -17,7 +17,6 @@ import {
 } from './archive.js';
 import { parseBackupLabel, type BackupLabel } from './backup-label.js';
 import { locateBackup, materializeBackup, readMajorVersion } from './backup.js';
-import { findPostgres, type PostgresInstall } from './binaries.js';
 import { PitrError } from './errors.js';
 import { resolveServerAccount, type ServerAccount } from './os-user.js';
 import { readControlFile, type ControlFile } from './pg-control.js';
@@ -31,6 +30,7 @@ import {
 } from './recovery-config.js';
 import { describeTarget, type RestoreRequest } from './request.js';
 import { RunningServer } from './server.js';
+import { checkControlMatchesVersion, resolvePostgres } from './install.js';
 import { verify, type CheckResult } from './verify.js';
 import { checkServerAccountAccess, prepareWorkspace, type Workspace } from './workspace.js';
 import { formatLsn, parseLsn, segmentFileName, segmentNumberOf } from './wal-names.js';
@@ -353,7 +353,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   );
 
   const major = await readMajorVersion(workspace.dataDirectory);
-  const control = await readControlFile(workspace.dataDirectory);
+  const control = await checkControlMatchesVersion(workspace.dataDirectory, major);
   const label = await readLabel(workspace.dataDirectory);
   if (label?.incrementalFromLsn) {
     throw new PitrError(
@@ -374,7 +374,17 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     );
   }
 
-  const install: PostgresInstall = await findPostgres(major, request.postgresBin);
+  const installStart = Date.now();
+  const install = await resolvePostgres({
+    major,
+    versionSpec: request.postgresVersion,
+    postgresBin: request.postgresBin,
+    allowDownload: request.postgresDownload,
+    account,
+  });
+  log.info(
+    `PostgreSQL ${install.version} ready (${install.source}) in ${secondsSince(installStart)} s.`,
+  );
   const plan = await planArchive(request, workspace, control, label);
 
   const { recovery, server: serverConf } = startServerArgs(

@@ -1,4 +1,4 @@
-// Refusals that need no history of their own: the bundled example backup (PostgreSQL 15,
+// Refusals that need no history of their own: the bundled example backup (PostgreSQL 16,
 // tar.gz, gzip'd archive) is enough to show each one, and each must say what to do.
 
 import assert from 'node:assert/strict';
@@ -43,7 +43,7 @@ describe('refusals', () => {
     assert.equal(run.outputs['error-code'], 'BACKUP_NOT_FOUND');
     assert.match(
       run.stderr,
-      /holds neither PG_VERSION .* nor base\.tar\[\.gz\]; it has: 000000010000000000000006\.gz/,
+      /holds neither PG_VERSION .* nor base\.tar\[\.gz\]; it has: 000000010000000000000005\.gz/,
     );
   });
 
@@ -60,13 +60,13 @@ describe('refusals', () => {
       '--wal-archive',
       archive,
       '--postgres-bin',
-      binDir(16),
+      binDir(15),
       '--data-directory',
       path.join(dir, 'r-version'),
     ]);
     assert.equal(run.status, 1);
     assert.equal(run.outputs['error-code'], 'VERSION_MISMATCH');
-    assert.match(run.stderr, /needs PostgreSQL 15, and postgres-bin .* has PostgreSQL 16\.\d+/);
+    assert.match(run.stderr, /needs PostgreSQL 16, and postgres-bin .* has PostgreSQL 15\.\d+/);
   });
 
   it('gives up after the timeout, saying how far replay got', async () => {
@@ -76,7 +76,7 @@ describe('refusals', () => {
       '--wal-archive',
       archive,
       '--postgres-bin',
-      binDir(15),
+      binDir(16),
       '--data-directory',
       path.join(dir, 'r-timeout'),
       '--timeout',

@@ -23,6 +23,8 @@ describe('inputs', () => {
     assert.equal(r.targetInclusive, true);
     assert.equal(r.osUser, 'postgres');
     assert.equal(r.timeoutSeconds, 3600);
+    assert.equal(r.postgresDownload, true);
+    assert.equal(r.postgresVersion, '');
   });
 
   it('requires base-backup, naming the input', () => {

@@ -171,7 +171,7 @@ interface BackupStop {
  * data directory, stop, all in one session (the backup ends if the session does). Returns the
  * stop LSN, once the segment holding it is in the archive.
  */
-async function takeLowLevelBackup(cluster: Cluster, backupDir: string): Promise<string> {
+export async function takeLowLevelBackup(cluster: Cluster, backupDir: string): Promise<string> {
   // 15 renamed the functions and dropped the exclusive mode (and with it that argument).
   const [start, stop] =
     cluster.major >= 15
