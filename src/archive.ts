@@ -129,6 +129,7 @@ export interface Coverage {
   lastSegment: string;
   /** The first segment between start and last that no timeline of the chain has. */
   firstMissing?: string;
+  firstMissingSegno?: bigint;
   /** All missing segments in that range, up to a few, for the message. */
   missingCount: number;
 }
@@ -164,11 +165,13 @@ export function coverage(
   }
 
   let firstMissing: string | undefined;
+  let firstMissingSegno: bigint | undefined;
   let missingCount = 0;
   for (let segno = startSegno; segno <= lastSegno; segno++) {
     if (has(segno)) continue;
     missingCount += 1;
     if (!firstMissing) {
+      firstMissingSegno = segno;
       const timeline =
         spanOfSegment(spans, segno, size)[0]?.timeline ?? spans[spans.length - 1].timeline;
       firstMissing = segmentFileName(timeline, segno, size);
@@ -180,6 +183,7 @@ export function coverage(
     lastSegno,
     lastSegment: segmentFileName(lastTimeline, lastSegno, size),
     firstMissing,
+    firstMissingSegno,
     missingCount,
   };
 }

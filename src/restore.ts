@@ -5,21 +5,13 @@
 import { log } from './log.js';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import {
-  coverage,
-  latestTimeline,
-  repairHistoryFile,
-  takeInventory,
-  timelineChain,
-  type ArchiveInventory,
-  type Coverage,
-  type TimelineSpan,
-} from './archive.js';
+import { repairHistoryFile } from './archive.js';
+import { planArchive, describeWindow, type ArchivePlan } from './preflight.js';
 import { parseBackupLabel, type BackupLabel } from './backup-label.js';
 import { locateBackup, materializeBackup, readMajorVersion } from './backup.js';
 import { PitrError } from './errors.js';
 import { resolveServerAccount, type ServerAccount } from './os-user.js';
-import { readControlFile, type ControlFile } from './pg-control.js';
+import { readControlFile } from './pg-control.js';
 import {
   commandLineSettings,
   escapePercent,
@@ -64,66 +56,6 @@ async function readLabel(dataDirectory: string): Promise<BackupLabel | undefined
 function restoreCommand(workspace: Workspace, archive: string | undefined): string {
   const words = [process.execPath, workspace.walFetchScript, archive ? path.resolve(archive) : ''];
   return `${words.map((w) => escapePercent(quoteShellWord(w))).join(' ')} %f %p`;
-}
-
-interface ArchivePlan {
-  inventory: ArchiveInventory;
-  chain: TimelineSpan[];
-  coverage?: Coverage;
-}
-
-async function planArchive(
-  request: RestoreRequest,
-  workspace: Workspace,
-  control: ControlFile,
-  label: BackupLabel | undefined,
-): Promise<ArchivePlan> {
-  const inventory = await takeInventory(
-    request.walArchive,
-    path.join(workspace.dataDirectory, 'pg_wal'),
-    control.walSegmentSize,
-  );
-  const startTimeline = label?.startTimeline ?? control.checkpointTimeline;
-  const timeline =
-    request.targetTimeline === 'latest'
-      ? latestTimeline(inventory, startTimeline)
-      : request.targetTimeline === 'current'
-        ? startTimeline
-        : Number(request.targetTimeline);
-  const chain = await timelineChain(inventory, timeline);
-  const count = [...inventory.segments.values()].reduce((sum, set) => sum + set.size, 0);
-  log.info(
-    `WAL archive: ${count} segments of ${control.walSegmentSize / 1048576} MB, timelines ${[...inventory.segments.keys()].sort((a, b) => a - b).join(', ') || 'none'}; replay follows timeline ${chain.map((s) => s.timeline).join(' -> ')}.`,
-  );
-  if (!label) return { inventory, chain };
-
-  const covered = coverage(inventory, chain, label.startLsn);
-  if (covered.firstMissing && covered.firstMissing.slice(8) === label.startSegment.slice(8)) {
-    throw new PitrError(
-      'WAL_MISSING_FOR_CONSISTENCY',
-      `The backup starts in WAL segment ${label.startSegment} (LSN ${formatLsn(label.startLsn)}), and neither the archive nor the backup's pg_wal has it.`,
-      [
-        'Without the WAL written during the backup the copy is not consistent and cannot be opened at all.',
-        'Check that archive_command was working while the backup ran, or take the backup with pg_basebackup -X stream.',
-      ],
-    );
-  }
-  if (covered.firstMissing) {
-    const message =
-      `The archive has a gap: segment ${covered.firstMissing} is missing (${covered.missingCount} segment(s) missing between ` +
-      `the backup's start ${label.startSegment} and the last archived segment ${covered.lastSegment}).`;
-    if (request.target.kind === 'latest') {
-      throw new PitrError('WAL_GAP', message, [
-        'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
-        "Find the segment in the primary's pg_wal or another copy of the archive; check archive_command failures in the primary's log (pg_stat_archiver.failed_count).",
-        'To restore only up to the gap, set a target before it.',
-      ]);
-    }
-    log.warning(
-      `${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`,
-    );
-  }
-  return { inventory, chain, coverage: covered };
 }
 
 function startServerArgs(
@@ -230,9 +162,10 @@ function targetNotReached(
   const gap = plan.coverage?.firstMissing
     ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
     : '';
+  const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
   const error = new PitrError(
     'TARGET_NOT_REACHED',
-    `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}`,
+    `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}${reach}`,
     [
       'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
       'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
@@ -385,7 +318,11 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   log.info(
     `PostgreSQL ${install.version} ready (${install.source}) in ${secondsSince(installStart)} s.`,
   );
-  const plan = await planArchive(request, workspace, control, label);
+  const manifests = [
+    path.join(workspace.dataDirectory, 'backup_manifest'),
+    ...(source.kind === 'tar' ? [path.join(source.directory, 'backup_manifest')] : []),
+  ];
+  const plan = await planArchive(request, workspace.dataDirectory, manifests, control, label);
 
   const { recovery, server: serverConf } = startServerArgs(
     major,

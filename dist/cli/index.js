@@ -42076,12 +42076,14 @@ function coverage(inventory, spans, startLsn) {
         }
     }
     let firstMissing;
+    let firstMissingSegno;
     let missingCount = 0;
     for (let segno = startSegno; segno <= lastSegno; segno++) {
         if (has(segno))
             continue;
         missingCount += 1;
         if (!firstMissing) {
+            firstMissingSegno = segno;
             const timeline = spanOfSegment(spans, segno, size)[0]?.timeline ?? spans[spans.length - 1].timeline;
             firstMissing = segmentFileName(timeline, segno, size);
         }
@@ -42092,6 +42094,7 @@ function coverage(inventory, spans, startLsn) {
         lastSegno,
         lastSegment: segmentFileName(lastTimeline, lastSegno, size),
         firstMissing,
+        firstMissingSegno,
         missingCount,
     };
 }
@@ -42122,6 +42125,229 @@ async function repairHistoryFile(dataDirectory, timeline) {
     if (changed)
         await external_node_fs_namespaceObject.promises.writeFile(file, lines.join('\n'));
     return changed;
+}
+
+;// CONCATENATED MODULE: ./src/backup-end.ts
+// Where the backup ends: the earliest point a restore can stop at. backup_label only says
+// where the backup started; the end is written in the backup history file the server
+// archives at the end of every backup (<segment>.<offset>.backup), and, for pg_basebackup
+// from 13 on, in backup_manifest's WAL-Ranges.
+
+
+
+
+async function readText(file) {
+    try {
+        if (!file.endsWith('.gz'))
+            return await external_node_fs_namespaceObject.promises.readFile(file, 'utf8');
+        const chunks = [];
+        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file).pipe((0,external_node_zlib_.createGunzip)()))
+            chunks.push(chunk);
+        return Buffer.concat(chunks).toString('utf8');
+    }
+    catch {
+        return undefined;
+    }
+}
+/** The backup history file's name: start segment, then the start LSN's offset in it. */
+function historyFileName(label, segmentSize) {
+    const offset = Number(label.startLsn % BigInt(segmentSize));
+    return `${label.startSegment}.${offset.toString(16).toUpperCase().padStart(8, '0')}.backup`;
+}
+async function fromHistoryFile(label, folders, segmentSize) {
+    const name = historyFileName(label, segmentSize);
+    for (const folder of folders) {
+        for (const file of [external_node_path_namespaceObject.join(folder, name), external_node_path_namespaceObject.join(folder, `${name}.gz`)]) {
+            const text = await readText(file);
+            if (text === undefined)
+                continue;
+            const stop = /^STOP WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(text);
+            if (!stop)
+                continue;
+            const time = /^STOP TIME: (.+)$/m.exec(text)?.[1]?.trim();
+            return { lsn: parseLsn(stop[1]), time, source: file };
+        }
+    }
+    return undefined;
+}
+async function fromManifest(manifests) {
+    for (const file of manifests) {
+        const text = await readText(file);
+        if (text === undefined)
+            continue;
+        try {
+            const manifest = JSON.parse(text);
+            const ranges = manifest['WAL-Ranges'] ?? [];
+            const end = ranges[ranges.length - 1]?.['End-LSN'];
+            if (end && isLsn(end))
+                return { lsn: parseLsn(end), source: file };
+        }
+        catch {
+            // A manifest that does not parse tells nothing about the end; other sources may.
+        }
+    }
+    return undefined;
+}
+/**
+ * The backup's end LSN from the first source that has it, or undefined when none does (a
+ * low-level copy whose history file was never archived, say).
+ */
+async function findBackupEnd(label, walFolders, manifests, segmentSize) {
+    return (await fromHistoryFile(label, walFolders, segmentSize)) ?? (await fromManifest(manifests));
+}
+
+;// CONCATENATED MODULE: ./src/preflight.ts
+// Checks made before the server starts, from the files alone: which timeline replay will
+// follow and whether the backup lies on it, whether the archive has every segment from the
+// backup on, and whether the target lies inside the window the archive can reach. Each of
+// these would otherwise surface as a terse FATAL after minutes of replay, or not at all.
+
+
+
+
+
+
+
+function describeWindow(window) {
+    const from = window.fromTime
+        ? `${window.fromTime} (${formatLsn(window.from)})`
+        : formatLsn(window.from);
+    return `this archive can restore from ${from} to ${formatLsn(window.to - 1n)}`;
+}
+function chooseTimeline(request, inventory, start) {
+    if (request.targetTimeline === 'latest')
+        return latestTimeline(inventory, start);
+    if (request.targetTimeline === 'current')
+        return start;
+    const timeline = Number(request.targetTimeline);
+    if (timeline !== start && !inventory.histories.has(timeline)) {
+        const known = [...inventory.histories.keys()].sort((a, b) => a - b);
+        throw new PitrError('TIMELINE_NOT_IN_HISTORY', `target-timeline ${timeline} does not exist: the archive has no ${timeline.toString(16).toUpperCase().padStart(8, '0')}.history (history files there: ${known.length ? known.join(', ') : 'none'}; the backup is on timeline ${start}).`, [
+            "Use target-timeline: latest to follow the newest timeline, or current to stay on the backup's.",
+            'A timeline is born when a server is promoted; its .history file must be archived for recovery to follow it.',
+        ]);
+    }
+    return timeline;
+}
+function describeChain(chain) {
+    return chain
+        .map((span) => span.end === undefined
+        ? `timeline ${span.timeline} from ${formatLsn(span.begin)} on`
+        : `timeline ${span.timeline} until ${formatLsn(span.end)}`)
+        .join(', then ');
+}
+/**
+ * The server refuses a backup whose checkpoint lies on a timeline that is not the one the
+ * target timeline's history has at that position ("requested timeline N is not a child of
+ * this server's history"); say so before it starts, with both histories.
+ */
+function checkBackupOnChain(label, chain) {
+    const at = label.checkpointLsn;
+    const span = chain.find((s) => s.begin <= at && (s.end === undefined || at < s.end));
+    if (span?.timeline === label.startTimeline)
+        return;
+    const target = chain[chain.length - 1].timeline;
+    throw new PitrError('TIMELINE_NOT_IN_HISTORY', `The backup is on timeline ${label.startTimeline} at ${formatLsn(at)}, but timeline ${target}'s history is: ${describeChain(chain)}. Timeline ${target} branched off before the backup was taken, so replay cannot get there from it.`, [
+        `Set target-timeline: current (or ${label.startTimeline}) to stay on the backup's timeline.`,
+        'A test restore that was promoted and archived into the same folder makes such timelines; keep test restores from archiving (pitr turns archive_mode off).',
+        'To reach that timeline, restore a base backup taken on it, or one taken before it branched off.',
+    ]);
+}
+function windowOf(end, label, covered, size) {
+    const to = covered.firstMissing
+        ? segmentStartLsn(covered.firstMissingSegno ?? covered.lastSegno + 1n, size)
+        : segmentStartLsn(covered.lastSegno + 1n, size);
+    if (end)
+        return { from: end.lsn, fromTime: end.time, fromSource: external_node_path_namespaceObject.basename(end.source), to };
+    return {
+        from: label.startLsn,
+        fromTime: label.startTime,
+        fromSource: 'backup_label (start; end unknown)',
+        to,
+    };
+}
+/** Converts "2026-12-03 18:17:29+00", "... UTC" or ISO text to milliseconds. */
+function timeValue(text) {
+    const iso = text
+        .trim()
+        .replace(' ', 'T')
+        .replace(/\s*(UTC|GMT)$/i, 'Z')
+        .replace(/([+-]\d{2})$/, '$1:00')
+        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+    return Date.parse(iso);
+}
+function checkTargetInWindow(request, label, window) {
+    const target = request.target;
+    const reach = describeWindow(window);
+    const earliestHint = 'The earliest point this backup reaches is target: immediate; use an older base backup to go further back.';
+    if (target.kind === 'lsn') {
+        const lsn = parseLsn(target.value);
+        if (lsn < window.from && window.fromSource !== 'backup_label (start; end unknown)') {
+            throw new PitrError('TARGET_BEFORE_CONSISTENCY', `target-lsn ${target.value} lies before the end of the backup at ${formatLsn(window.from)} (${window.fromSource}): ${reach}.`, [earliestHint]);
+        }
+        if (lsn < label.startLsn) {
+            throw new PitrError('TARGET_BEFORE_CONSISTENCY', `target-lsn ${target.value} lies before the start of the backup at ${formatLsn(label.startLsn)}: ${reach}.`, [earliestHint]);
+        }
+        if (lsn >= window.to) {
+            throw new PitrError('TARGET_NOT_REACHED', `target-lsn ${target.value} lies after the end of the archived WAL: ${reach}.`, [
+                'Check that the primary archived everything up to the target (pg_switch_wal() forces the current segment out).',
+                'If the archive has a gap, the segments after it cannot be replayed: find the missing segment.',
+            ]);
+        }
+    }
+    if (target.kind === 'time' && label.startTime) {
+        const wanted = timeValue(target.value);
+        const started = timeValue(label.startTime);
+        if (!Number.isNaN(wanted) && !Number.isNaN(started) && wanted < started) {
+            throw new PitrError('TARGET_BEFORE_CONSISTENCY', `target-time ${target.value} is before the backup started (${label.startTime}): ${reach}.`, [earliestHint]);
+        }
+    }
+}
+async function planArchive(request, dataDirectory, manifests, control, label) {
+    const size = control.walSegmentSize;
+    const restoredWal = external_node_path_namespaceObject.join(dataDirectory, 'pg_wal');
+    const inventory = await takeInventory(request.walArchive, restoredWal, size);
+    const startTimeline = label?.startTimeline ?? control.checkpointTimeline;
+    const chain = await timelineChain(inventory, chooseTimeline(request, inventory, startTimeline));
+    const count = [...inventory.segments.values()].reduce((sum, set) => sum + set.size, 0);
+    const timelines = [...inventory.segments.keys()].sort((a, b) => a - b).join(', ') || 'none';
+    log.info(`WAL archive: ${count} segments of ${size / 1048576} MB, timelines ${timelines}; replay follows timeline ${chain.map((s) => s.timeline).join(' -> ')}.`);
+    if (!label)
+        return { inventory, chain };
+    checkBackupOnChain(label, chain);
+    const covered = coverage(inventory, chain, label.startLsn);
+    if (covered.firstMissing && covered.firstMissingSegno === covered.startSegno) {
+        throw new PitrError('WAL_MISSING_FOR_CONSISTENCY', `The backup starts in WAL segment ${label.startSegment} (LSN ${formatLsn(label.startLsn)}), and neither the archive nor the backup's pg_wal has it.`, [
+            'Without the WAL written during the backup the copy is not consistent and cannot be opened at all.',
+            'Check that archive_command was working while the backup ran, or take the backup with pg_basebackup -X stream.',
+        ]);
+    }
+    const folders = [request.walArchive, restoredWal].filter((f) => Boolean(f));
+    const end = await findBackupEnd(label, folders, manifests, size);
+    const window = windowOf(end, label, covered, size);
+    if (covered.firstMissing &&
+        end &&
+        segmentStartLsn(covered.firstMissingSegno ?? 0n, size) < end.lsn) {
+        throw new PitrError('WAL_MISSING_FOR_CONSISTENCY', `Segment ${covered.firstMissing} is missing, and the backup runs from ${formatLsn(label.startLsn)} to ${formatLsn(end.lsn)} (${external_node_path_namespaceObject.basename(end.source)}): without it the copy can never become consistent.`, [
+            "Every segment written while the backup ran must be in the archive or the backup's pg_wal.",
+            "Check archive_command failures on the primary around the backup's time, or take backups with pg_basebackup -X stream.",
+        ]);
+    }
+    log.info(`Reachable: ${describeWindow(window)}.`);
+    if (covered.firstMissing) {
+        const message = `The archive has a gap: segment ${covered.firstMissing} is missing (${covered.missingCount} segment(s) missing between ` +
+            `the backup's start ${label.startSegment} and the last archived segment ${covered.lastSegment}).`;
+        if (request.target.kind === 'latest') {
+            throw new PitrError('WAL_GAP', `${message} So ${describeWindow(window)}.`, [
+                'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
+                "Find the segment in the primary's pg_wal or another copy of the archive; check archive_command failures in the primary's log (pg_stat_archiver.failed_count).",
+                'To restore only up to the gap, set a target before it.',
+            ]);
+        }
+        log.warning(`${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`);
+    }
+    checkTargetInWindow(request, label, window);
+    return { inventory, chain, coverage: covered, window };
 }
 
 ;// CONCATENATED MODULE: ./src/backup-label.ts
@@ -48279,6 +48505,7 @@ async function checkServerAccountAccess(workspace, account, archive) {
 
 
 
+
 const SERVER_PORT = 5432;
 function secondsSince(start) {
     return Math.round((Date.now() - start) / 100) / 10;
@@ -48291,40 +48518,6 @@ async function readLabel(dataDirectory) {
 function restoreCommand(workspace, archive) {
     const words = [process.execPath, workspace.walFetchScript, archive ? external_node_path_namespaceObject.resolve(archive) : ''];
     return `${words.map((w) => escapePercent(quoteShellWord(w))).join(' ')} %f %p`;
-}
-async function planArchive(request, workspace, control, label) {
-    const inventory = await takeInventory(request.walArchive, external_node_path_namespaceObject.join(workspace.dataDirectory, 'pg_wal'), control.walSegmentSize);
-    const startTimeline = label?.startTimeline ?? control.checkpointTimeline;
-    const timeline = request.targetTimeline === 'latest'
-        ? latestTimeline(inventory, startTimeline)
-        : request.targetTimeline === 'current'
-            ? startTimeline
-            : Number(request.targetTimeline);
-    const chain = await timelineChain(inventory, timeline);
-    const count = [...inventory.segments.values()].reduce((sum, set) => sum + set.size, 0);
-    log.info(`WAL archive: ${count} segments of ${control.walSegmentSize / 1048576} MB, timelines ${[...inventory.segments.keys()].sort((a, b) => a - b).join(', ') || 'none'}; replay follows timeline ${chain.map((s) => s.timeline).join(' -> ')}.`);
-    if (!label)
-        return { inventory, chain };
-    const covered = coverage(inventory, chain, label.startLsn);
-    if (covered.firstMissing && covered.firstMissing.slice(8) === label.startSegment.slice(8)) {
-        throw new PitrError('WAL_MISSING_FOR_CONSISTENCY', `The backup starts in WAL segment ${label.startSegment} (LSN ${formatLsn(label.startLsn)}), and neither the archive nor the backup's pg_wal has it.`, [
-            'Without the WAL written during the backup the copy is not consistent and cannot be opened at all.',
-            'Check that archive_command was working while the backup ran, or take the backup with pg_basebackup -X stream.',
-        ]);
-    }
-    if (covered.firstMissing) {
-        const message = `The archive has a gap: segment ${covered.firstMissing} is missing (${covered.missingCount} segment(s) missing between ` +
-            `the backup's start ${label.startSegment} and the last archived segment ${covered.lastSegment}).`;
-        if (request.target.kind === 'latest') {
-            throw new PitrError('WAL_GAP', message, [
-                'PostgreSQL would stop replay at the gap and promote without any error, losing everything after it.',
-                "Find the segment in the primary's pg_wal or another copy of the archive; check archive_command failures in the primary's log (pg_stat_archiver.failed_count).",
-                'To restore only up to the gap, set a target before it.',
-            ]);
-        }
-        log.warning(`${message} Recovery to ${describeTarget(request.target)} works only if the target comes before the gap.`);
-    }
-    return { inventory, chain, coverage: covered };
 }
 function startServerArgs(major, request, workspace, archive) {
     const recovery = recoverySettings(major, {
@@ -48389,7 +48582,8 @@ function targetNotReached(request, server, plan) {
     const gap = plan.coverage?.firstMissing
         ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
         : '';
-    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}`, [
+    const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
+    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}${reach}`, [
         'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
         'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
     ]);
@@ -48497,7 +48691,11 @@ async function restore(request) {
         account,
     });
     log.info(`PostgreSQL ${install.version} ready (${install.source}) in ${secondsSince(installStart)} s.`);
-    const plan = await planArchive(request, workspace, control, label);
+    const manifests = [
+        external_node_path_namespaceObject.join(workspace.dataDirectory, 'backup_manifest'),
+        ...(source.kind === 'tar' ? [external_node_path_namespaceObject.join(source.directory, 'backup_manifest')] : []),
+    ];
+    const plan = await planArchive(request, workspace.dataDirectory, manifests, control, label);
     const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
     const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
     log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);

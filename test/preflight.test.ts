@@ -1,0 +1,194 @@
+// Problems found from the files alone, before the server starts: a target outside what the
+// archive can reach, WAL the backup needs but does not have, and timelines that do not lead
+// back to the backup. Also the good case of a fork after the backup, followed correctly.
+
+import assert from 'node:assert/strict';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import { after, before, describe, it } from 'node:test';
+import { buildHistory, type History } from './support/history.js';
+import { binDir, chownToServer, removeTree } from './support/postgres.js';
+import { queryRestored, runCli } from './support/pitr.js';
+
+const majors = process.env.PITR_TEST_MAJORS
+  ? process.env.PITR_TEST_MAJORS.split(',')
+      .map(Number)
+      .filter((m) => [10, 15, 18].includes(m))
+  : [10, 15, 18];
+
+async function copyArchive(from: string, to: string, keep: (name: string) => boolean = () => true) {
+  await fs.mkdir(to, { recursive: true });
+  for (const name of await fs.readdir(from)) {
+    if (keep(name)) await fs.copyFile(path.join(from, name), path.join(to, name));
+  }
+  await chownToServer(to, true);
+}
+
+for (const major of majors) {
+  describe(`PostgreSQL ${major} preflight`, () => {
+    let history: History;
+    let count = 0;
+    const next = () => path.join(history.rootDir, `restored-${count++}`);
+    const restore = (args: string[], archive = history.archiveDir, backup = history.backupDir) =>
+      runCli([
+        '--base-backup',
+        backup,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        next(),
+        ...args,
+      ]);
+
+    before(async () => {
+      history = await buildHistory(major);
+    });
+    after(async () => {
+      if (history) await removeTree(history.rootDir);
+    });
+
+    it('refuses an LSN before the end of the backup, naming the earliest point', async () => {
+      const run = await restore(['--target-lsn', '0/10']);
+      assert.equal(run.outputs['error-code'], 'TARGET_BEFORE_CONSISTENCY');
+      assert.match(
+        run.stderr,
+        /target-lsn 0\/10 lies before the end of the backup at [0-9A-F]+\/[0-9A-F]+/,
+      );
+      assert.match(run.stderr, /this archive can restore from .* to [0-9A-F]+\/[0-9A-F]+/);
+      assert.doesNotMatch(run.stderr, /Starting PostgreSQL/, 'refused before the server starts');
+    });
+
+    it('refuses a time before the backup started', async () => {
+      const run = await restore(['--target-time', '2001-01-01 00:00:00+00']);
+      assert.equal(run.outputs['error-code'], 'TARGET_BEFORE_CONSISTENCY');
+      assert.match(run.stderr, /is before the backup started/);
+    });
+
+    it('refuses an LSN after the end of the archive, saying where the archive ends', async () => {
+      const run = await restore(['--target-lsn', 'FF/0']);
+      assert.equal(run.outputs['error-code'], 'TARGET_NOT_REACHED');
+      assert.match(
+        run.stderr,
+        /target-lsn FF\/0 lies after the end of the archived WAL: this archive can restore from/,
+      );
+      assert.doesNotMatch(run.stderr, /Starting PostgreSQL/);
+    });
+
+    it('names the segment the backup needs when it is missing', async () => {
+      const label = await fs.readFile(path.join(history.backupDir, 'backup_label'), 'utf8');
+      const startSegment = /\(file ([0-9A-F]{24})\)/.exec(label)?.[1] as string;
+      const archive = path.join(history.rootDir, 'no-start');
+      await copyArchive(history.archiveDir, archive, (name) => name !== startSegment);
+      const run = await restore([], archive);
+      assert.equal(run.outputs['error-code'], 'WAL_MISSING_FOR_CONSISTENCY');
+      assert.match(run.stderr, new RegExp(`segment ${startSegment}`));
+    });
+
+    it('refuses a target timeline that has no history file', async () => {
+      const run = await restore(['--target-timeline', '7']);
+      assert.equal(run.outputs['error-code'], 'TIMELINE_NOT_IN_HISTORY');
+      assert.match(
+        run.stderr,
+        /target-timeline 7 does not exist: the archive has no 00000007\.history/,
+      );
+    });
+
+    it('refuses a timeline that branched off before the backup, showing its history', async () => {
+      const archive = path.join(history.rootDir, 'early-fork');
+      await copyArchive(history.archiveDir, archive);
+      await fs.writeFile(path.join(archive, '00000002.history'), '1\t0/100\tbefore the backup\n');
+      await chownToServer(archive, true);
+      const run = await restore([], archive);
+      assert.equal(run.outputs['error-code'], 'TIMELINE_NOT_IN_HISTORY');
+      assert.match(
+        run.stderr,
+        /The backup is on timeline 1 at [0-9A-F]+\/[0-9A-F]+, but timeline 2's history is: timeline 1 until 0\/100, then timeline 2/,
+      );
+    });
+
+    it("follows a timeline that branched off after the backup, and stays on the backup's with current", async () => {
+      // A restore promoted at the restore point, whose new timeline reached the shared
+      // archive: the situation test restores create when they archive into the same folder.
+      const promoted = next();
+      const first = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        history.archiveDir,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        promoted,
+        '--target-name',
+        history.targets.name,
+      ]);
+      assert.equal(first.status, 0, first.stderr);
+      const historyText = await fs.readFile(
+        path.join(promoted, 'pg_wal', '00000002.history'),
+        'utf8',
+      );
+      const switchPoint = /^1\s+([0-9A-F]+)\/([0-9A-F]+)/m.exec(historyText);
+      assert.ok(switchPoint, historyText);
+      const lsn = (BigInt(`0x${switchPoint[1]}`) << 32n) | BigInt(`0x${switchPoint[2]}`);
+      const segno = lsn / BigInt(history.segmentSize);
+      const perId = 0x100000000n / BigInt(history.segmentSize);
+      const hex = (n: bigint) => n.toString(16).toUpperCase().padStart(8, '0');
+      const forkSegment = `00000002${hex(segno / perId)}${hex(segno % perId)}`;
+
+      const archive = path.join(history.rootDir, 'late-fork');
+      await copyArchive(history.archiveDir, archive);
+      await fs.copyFile(
+        path.join(promoted, 'pg_wal', '00000002.history'),
+        path.join(archive, '00000002.history'),
+      );
+      await fs.copyFile(
+        path.join(promoted, 'pg_wal', forkSegment),
+        path.join(archive, forkSegment),
+      );
+      await chownToServer(archive, true);
+
+      const latest = next();
+      const onFork = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        latest,
+      ]);
+      assert.equal(onFork.status, 0, onFork.stderr);
+      assert.match(onFork.stderr, /replay follows timeline 1 -> 2/);
+      const [forked] = await queryRestored<{ n: number }>(
+        major,
+        latest,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(forked.n, history.expected.name);
+
+      const current = next();
+      const onOriginal = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        current,
+        '--target-timeline',
+        'current',
+      ]);
+      assert.equal(onOriginal.status, 0, onOriginal.stderr);
+      const [original] = await queryRestored<{ n: number }>(
+        major,
+        current,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(original.n, history.expected.latest);
+    });
+  });
+}
