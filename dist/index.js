@@ -44560,6 +44560,8 @@ class PitrError extends Error {
     hints;
     /** The last lines of the server log, when the server was involved. */
     logTail;
+    /** The whole server log, when the server was started. */
+    logFile;
     constructor(code, message, hints = [], options) {
         super(message, options);
         this.name = 'PitrError';
@@ -44630,7 +44632,10 @@ function successOutputs(result) {
     };
 }
 function failureOutputs(error) {
-    return { 'error-code': error.code, 'error-message': error.message };
+    const outputs = { 'error-code': error.code, 'error-message': error.message };
+    if (error.logFile)
+        outputs['log-file'] = error.logFile;
+    return outputs;
 }
 
 ;// CONCATENATED MODULE: ./src/wal-names.ts
@@ -45323,6 +45328,7 @@ function parseBackupLabel(text, path) {
         label: fields.get('LABEL'),
         backupFrom: fields.get('BACKUP FROM'),
         incrementalFromLsn: fields.get('INCREMENTAL FROM LSN'),
+        incrementalFromTimeline: fields.get('INCREMENTAL FROM TLI'),
     };
 }
 
@@ -48584,7 +48590,31 @@ function targetNotReached(request, server, plan) {
     error.logTail = log.tail();
     return error;
 }
-async function waitForPromotion(server, request, plan, logFile) {
+/** How far replay got and how fast: for progress lines and the timeout message. */
+function replayProgress(server, segmentSize, started, plan) {
+    const segments = server.log.restoredFiles.filter((name) => /^[0-9A-F]{24}$/.test(name)).length;
+    const last = server.log.lastRestoredSegment();
+    const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+    const megabytes = (segments * segmentSize) / 1048576;
+    const rate = megabytes / seconds;
+    let text = `${segments} segment(s) restored in ${seconds.toFixed(1)} s (${rate.toFixed(1)} MB/s)`;
+    if (last) {
+        const parsed = parseSegmentFileName(last, segmentSize);
+        if (parsed)
+            text += `, replaying ${last} (LSN ${formatLsn(segmentStartLsn(parsed.segno, segmentSize))} on)`;
+    }
+    const total = plan.coverage
+        ? Number(plan.coverage.lastSegno - plan.coverage.startSegno + 1n)
+        : undefined;
+    if (total && segments > 0 && rate > 0) {
+        const left = Math.max(total - segments, 0);
+        text += `, ${Math.min(100, Math.round((segments / total) * 100))}% of ${total} archived segment(s), about ${Math.round((left * segmentSize) / 1048576 / rate)} s left`;
+    }
+    if (server.log.lastCompletedTime)
+        text += `, last commit replayed ${server.log.lastCompletedTime}`;
+    return text;
+}
+async function waitForPromotion(server, request, plan, logFile, segmentSize) {
     const deadline = Date.now() + request.timeoutSeconds * 1000;
     const started = Date.now();
     let lastReport = Date.now();
@@ -48592,17 +48622,18 @@ async function waitForPromotion(server, request, plan, logFile) {
         if (!server.running)
             throw serverFailure(server, request, plan, logFile);
         if (Date.now() > deadline) {
-            const last = server.log.lastRestoredSegment();
             await server.stop();
-            const error = new PitrError('RECOVERY_TIMEOUT', `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`, [
-                'Raise timeout if the archive is large, or look in the server log for what it was waiting on.',
+            const progress = replayProgress(server, segmentSize, started, plan);
+            const error = new PitrError('RECOVERY_TIMEOUT', `Recovery did not finish within ${request.timeoutSeconds} s: ${progress}.`, [
+                'Raise timeout if the archive is large (the rate above tells how long the rest would take).',
+                'If no file was restored for a long time, the server log shows what it was waiting on.',
             ]);
             error.logTail = server.log.tail();
             throw error;
         }
         if (Date.now() - lastReport > 10_000) {
             lastReport = Date.now();
-            log.info(`Replaying: ${server.log.restoredFiles.length} file(s) restored, last ${server.log.lastRestoredSegment() ?? 'none'}, ${secondsSince(started)} s.`);
+            log.info(`Replaying: ${replayProgress(server, segmentSize, started, plan)}.`);
         }
         await new Promise((resolve) => setTimeout(resolve, 100));
     }
@@ -48650,9 +48681,29 @@ async function finishRestoredCluster(server) {
         await client.end();
     }
 }
+/** Folder inputs are checked before any work, so that a typo costs no copy of the backup. */
+async function checkInputFolders(request) {
+    const folders = [
+        ['wal-archive', request.walArchive, 'the folder your archive_command copies WAL segments into'],
+        [
+            'postgres-bin',
+            request.postgresBin,
+            'the bin folder of a PostgreSQL installation, or leave it empty',
+        ],
+    ];
+    for (const [input, value, what] of folders) {
+        if (!value)
+            continue;
+        const stat = await external_node_fs_namespaceObject.promises.stat(value).catch(() => undefined);
+        if (!stat?.isDirectory()) {
+            throw new PitrError('INPUT_INVALID', `Input ${input}: ${external_node_path_namespaceObject.resolve(value)} ${stat ? 'is not a folder' : 'does not exist'}.`, [`Set ${input} to ${what}; relative paths are taken from the working directory.`]);
+        }
+    }
+}
 /** Restores the backup to the target and proves it; throws a PitrError on any failure. */
 async function restore(request) {
     const started = Date.now();
+    await checkInputFolders(request);
     const account = await resolveServerAccount(request.osUser);
     const source = await locateBackup(request.baseBackup);
     const workspace = await prepareWorkspace(request.dataDirectory, account);
@@ -48666,7 +48717,7 @@ async function restore(request) {
     const control = await checkControlMatchesVersion(workspace.dataDirectory, major);
     const label = await readLabel(workspace.dataDirectory);
     if (label?.incrementalFromLsn) {
-        throw new PitrError('BACKUP_DAMAGED', `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`, [
+        throw new PitrError('BACKUP_INCREMENTAL', `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}, timeline ${label.incrementalFromTimeline ?? '?'}): it holds only what changed since an earlier backup, and the server cannot start from it alone.`, [
             'Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.',
         ]);
     }
@@ -48704,7 +48755,7 @@ async function restore(request) {
         port: SERVER_PORT,
     });
     try {
-        await waitForPromotion(server, request, plan, workspace.logFile);
+        await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
         log.info(`Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`);
         checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
         const position = await finishRestoredCluster(server);
@@ -48738,6 +48789,8 @@ async function restore(request) {
         const serverInvolved = error instanceof PitrError && error.code !== 'VERIFY_FAILED';
         if (serverInvolved && !error.logTail)
             error.logTail = server.log.tail();
+        if (error instanceof PitrError)
+            error.logFile = workspace.logFile;
         throw error;
     }
     finally {

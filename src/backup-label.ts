@@ -15,6 +15,7 @@ export interface BackupLabel {
   backupFrom?: string;
   /** Set for PostgreSQL 17 incremental backups, which need pg_combinebackup first. */
   incrementalFromLsn?: string;
+  incrementalFromTimeline?: string;
 }
 
 export function parseBackupLabel(text: string, path: string): BackupLabel {
@@ -49,5 +50,6 @@ export function parseBackupLabel(text: string, path: string): BackupLabel {
     label: fields.get('LABEL'),
     backupFrom: fields.get('BACKUP FROM'),
     incrementalFromLsn: fields.get('INCREMENTAL FROM LSN'),
+    incrementalFromTimeline: fields.get('INCREMENTAL FROM TLI'),
   };
 }

@@ -6,6 +6,7 @@ export type ErrorCode =
   | 'BACKUP_NOT_FOUND'
   | 'BACKUP_DAMAGED'
   | 'BACKUP_UNSAFE_ENTRY'
+  | 'BACKUP_INCREMENTAL'
   | 'VERSION_MISMATCH'
   | 'POSTGRES_NOT_FOUND'
   | 'OS_USER_FAILED'
@@ -21,13 +22,16 @@ export type ErrorCode =
   | 'VERIFY_FAILED'
   | 'WORKSPACE_WRITE_FAILED'
   | 'INTERNAL'
-  | 'POSTGRES_DOWNLOAD_FAILED';
+  | 'POSTGRES_DOWNLOAD_FAILED'
+  | 'WAL_FOREIGN_CLUSTER';
 
 export class PitrError extends Error {
   readonly code: ErrorCode;
   readonly hints: string[];
   /** The last lines of the server log, when the server was involved. */
   logTail?: string[];
+  /** The whole server log, when the server was started. */
+  logFile?: string;
 
   constructor(code: ErrorCode, message: string, hints: string[] = [], options?: ErrorOptions) {
     super(message, options);

@@ -22,5 +22,7 @@ export function successOutputs(result: RestoreResult): Outputs {
 }
 
 export function failureOutputs(error: PitrError): Outputs {
-  return { 'error-code': error.code, 'error-message': error.message };
+  const outputs: Outputs = { 'error-code': error.code, 'error-message': error.message };
+  if (error.logFile) outputs['log-file'] = error.logFile;
+  return outputs;
 }

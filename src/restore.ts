@@ -25,7 +25,14 @@ import { RunningServer } from './server.js';
 import { checkControlMatchesVersion, resolvePostgres } from './install.js';
 import { verify, type CheckResult } from './verify.js';
 import { checkServerAccountAccess, prepareWorkspace, type Workspace } from './workspace.js';
-import { formatLsn, parseLsn, segmentFileName, segmentNumberOf } from './wal-names.js';
+import {
+  formatLsn,
+  parseLsn,
+  parseSegmentFileName,
+  segmentFileName,
+  segmentNumberOf,
+  segmentStartLsn,
+} from './wal-names.js';
 
 export interface RestoreResult {
   recoveredLsn: string;
@@ -175,11 +182,42 @@ function targetNotReached(
   return error;
 }
 
+/** How far replay got and how fast: for progress lines and the timeout message. */
+function replayProgress(
+  server: RunningServer,
+  segmentSize: number,
+  started: number,
+  plan: ArchivePlan,
+): string {
+  const segments = server.log.restoredFiles.filter((name) => /^[0-9A-F]{24}$/.test(name)).length;
+  const last = server.log.lastRestoredSegment();
+  const seconds = Math.max((Date.now() - started) / 1000, 0.001);
+  const megabytes = (segments * segmentSize) / 1048576;
+  const rate = megabytes / seconds;
+  let text = `${segments} segment(s) restored in ${seconds.toFixed(1)} s (${rate.toFixed(1)} MB/s)`;
+  if (last) {
+    const parsed = parseSegmentFileName(last, segmentSize);
+    if (parsed)
+      text += `, replaying ${last} (LSN ${formatLsn(segmentStartLsn(parsed.segno, segmentSize))} on)`;
+  }
+  const total = plan.coverage
+    ? Number(plan.coverage.lastSegno - plan.coverage.startSegno + 1n)
+    : undefined;
+  if (total && segments > 0 && rate > 0) {
+    const left = Math.max(total - segments, 0);
+    text += `, ${Math.min(100, Math.round((segments / total) * 100))}% of ${total} archived segment(s), about ${Math.round((left * segmentSize) / 1048576 / rate)} s left`;
+  }
+  if (server.log.lastCompletedTime)
+    text += `, last commit replayed ${server.log.lastCompletedTime}`;
+  return text;
+}
+
 async function waitForPromotion(
   server: RunningServer,
   request: RestoreRequest,
   plan: ArchivePlan,
   logFile: string,
+  segmentSize: number,
 ): Promise<void> {
   const deadline = Date.now() + request.timeoutSeconds * 1000;
   const started = Date.now();
@@ -187,13 +225,14 @@ async function waitForPromotion(
   while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
     if (!server.running) throw serverFailure(server, request, plan, logFile);
     if (Date.now() > deadline) {
-      const last = server.log.lastRestoredSegment();
       await server.stop();
+      const progress = replayProgress(server, segmentSize, started, plan);
       const error = new PitrError(
         'RECOVERY_TIMEOUT',
-        `Recovery did not finish within ${request.timeoutSeconds} s; it had restored ${server.log.restoredFiles.length} file(s) from the archive, the last ${last ?? 'none'}.`,
+        `Recovery did not finish within ${request.timeoutSeconds} s: ${progress}.`,
         [
-          'Raise timeout if the archive is large, or look in the server log for what it was waiting on.',
+          'Raise timeout if the archive is large (the rate above tells how long the rest would take).',
+          'If no file was restored for a long time, the server log shows what it was waiting on.',
         ],
       );
       error.logTail = server.log.tail();
@@ -201,9 +240,7 @@ async function waitForPromotion(
     }
     if (Date.now() - lastReport > 10_000) {
       lastReport = Date.now();
-      log.info(
-        `Replaying: ${server.log.restoredFiles.length} file(s) restored, last ${server.log.lastRestoredSegment() ?? 'none'}, ${secondsSince(started)} s.`,
-      );
+      log.info(`Replaying: ${replayProgress(server, segmentSize, started, plan)}.`);
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
   }
@@ -264,9 +301,33 @@ async function finishRestoredCluster(
   }
 }
 
+/** Folder inputs are checked before any work, so that a typo costs no copy of the backup. */
+async function checkInputFolders(request: RestoreRequest): Promise<void> {
+  const folders: [string, string | undefined, string][] = [
+    ['wal-archive', request.walArchive, 'the folder your archive_command copies WAL segments into'],
+    [
+      'postgres-bin',
+      request.postgresBin,
+      'the bin folder of a PostgreSQL installation, or leave it empty',
+    ],
+  ];
+  for (const [input, value, what] of folders) {
+    if (!value) continue;
+    const stat = await fs.stat(value).catch(() => undefined);
+    if (!stat?.isDirectory()) {
+      throw new PitrError(
+        'INPUT_INVALID',
+        `Input ${input}: ${path.resolve(value)} ${stat ? 'is not a folder' : 'does not exist'}.`,
+        [`Set ${input} to ${what}; relative paths are taken from the working directory.`],
+      );
+    }
+  }
+}
+
 /** Restores the backup to the target and proves it; throws a PitrError on any failure. */
 export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   const started = Date.now();
+  await checkInputFolders(request);
   const account = await resolveServerAccount(request.osUser);
   const source = await locateBackup(request.baseBackup);
   const workspace = await prepareWorkspace(request.dataDirectory, account);
@@ -290,8 +351,8 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   const label = await readLabel(workspace.dataDirectory);
   if (label?.incrementalFromLsn) {
     throw new PitrError(
-      'BACKUP_DAMAGED',
-      `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}); the server cannot start from it alone.`,
+      'BACKUP_INCREMENTAL',
+      `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}, timeline ${label.incrementalFromTimeline ?? '?'}): it holds only what changed since an earlier backup, and the server cannot start from it alone.`,
       [
         'Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.',
       ],
@@ -347,7 +408,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   });
 
   try {
-    await waitForPromotion(server, request, plan, workspace.logFile);
+    await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
     log.info(
       `Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`,
     );
@@ -390,6 +451,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     // The server log explains server failures; a failed query or input is its own evidence.
     const serverInvolved = error instanceof PitrError && error.code !== 'VERIFY_FAILED';
     if (serverInvolved && !error.logTail) error.logTail = server.log.tail();
+    if (error instanceof PitrError) error.logFile = workspace.logFile;
     throw error;
   } finally {
     if (server.running) await server.stop();

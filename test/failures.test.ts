@@ -6,9 +6,12 @@ import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { binDir } from './support/postgres.js';
 import { runCli } from './support/pitr.js';
 
+const execFileAsync = promisify(execFile);
 const backup = path.resolve('example/backup');
 const archive = path.resolve('example/archive');
 
@@ -84,7 +87,47 @@ describe('refusals', () => {
     ]);
     assert.equal(run.status, 1);
     assert.equal(run.outputs['error-code'], 'RECOVERY_TIMEOUT');
-    assert.match(run.stderr, /did not finish within 0\.2 s; it had restored \d+ file\(s\)/);
+    assert.match(
+      run.stderr,
+      /did not finish within 0\.2 s: \d+ segment\(s\) restored in [\d.]+ s \([\d.]+ MB\/s\)/,
+    );
+  });
+
+  it('names a wal-archive folder that does not exist before copying anything', async () => {
+    const run = await runCli([
+      '--base-backup',
+      backup,
+      '--wal-archive',
+      path.join(dir, 'no-archive'),
+    ]);
+    assert.equal(run.outputs['error-code'], 'INPUT_INVALID');
+    assert.match(run.stderr, /Input wal-archive: .*no-archive does not exist/);
+    assert.doesNotMatch(run.stderr, /Extracted/);
+  });
+
+  it('refuses a backup whose pg_control fails its checksum', async () => {
+    const plain = path.join(dir, 'damaged-control');
+    await fs.mkdir(plain);
+    await execFileAsync('tar', ['-xzf', path.join(backup, 'base.tar.gz'), '-C', plain]);
+    const control = path.join(plain, 'global', 'pg_control');
+    const bytes = await fs.readFile(control);
+    bytes[40] ^= 0xff;
+    await fs.writeFile(control, bytes);
+    const run = await runCli([
+      '--base-backup',
+      plain,
+      '--wal-archive',
+      archive,
+      '--postgres-bin',
+      binDir(16),
+      '--data-directory',
+      path.join(dir, 'r-control'),
+    ]);
+    assert.equal(run.outputs['error-code'], 'BACKUP_DAMAGED');
+    assert.match(
+      run.stderr,
+      /global\/pg_control fails its checksum \(stored CRC-32C [0-9a-f]+, computed [0-9a-f]+\)/,
+    );
   });
 
   it('exits 1 on an unknown flag, as on any failure', async () => {

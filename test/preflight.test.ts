@@ -86,6 +86,25 @@ for (const major of majors) {
       assert.match(run.stderr, new RegExp(`segment ${startSegment}`));
     });
 
+    it(
+      'refuses an incremental backup with the pg_combinebackup hint',
+      { skip: major < 17 },
+      async () => {
+        // PostgreSQL 17's incremental backups carry these two lines; no server starts from one.
+        const copy = path.join(history.rootDir, 'incremental');
+        await fs.cp(history.backupDir, copy, { recursive: true });
+        await fs.appendFile(
+          path.join(copy, 'backup_label'),
+          'INCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n',
+        );
+        await chownToServer(copy, true);
+        const run = await restore([], history.archiveDir, copy);
+        assert.equal(run.outputs['error-code'], 'BACKUP_INCREMENTAL');
+        assert.match(run.stderr, /INCREMENTAL FROM LSN 0\/2000028, timeline 1/);
+        assert.match(run.stderr, /pg_combinebackup/);
+      },
+    );
+
     it('refuses a target timeline that has no history file', async () => {
       const run = await restore(['--target-timeline', '7']);
       assert.equal(run.outputs['error-code'], 'TIMELINE_NOT_IN_HISTORY');
