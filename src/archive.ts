@@ -11,18 +11,20 @@ import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumberOf } from
 
 export interface ArchiveInventory {
   /** Segment numbers present for each timeline (archive and the backup's own pg_wal). */
-  segments: Map<number, Set<bigint>>;
+  /** Segment files by timeline and segment number; the archive's copy wins over pg_wal's. */
+  segments: Map<number, Map<bigint, string>>;
   /** Timelines that have a history file in the archive or pg_wal, with the file's path. */
   histories: Map<number, string>;
   segmentSize: number;
 }
 
-function addSegment(inventory: ArchiveInventory, name: string): void {
+function addSegment(inventory: ArchiveInventory, name: string, file: string): void {
   const parsed = parseSegmentFileName(name, inventory.segmentSize);
   if (!parsed) return;
-  let set = inventory.segments.get(parsed.timeline);
-  if (!set) inventory.segments.set(parsed.timeline, (set = new Set()));
-  set.add(parsed.segno);
+  let files = inventory.segments.get(parsed.timeline);
+  if (!files) inventory.segments.set(parsed.timeline, (files = new Map()));
+  // The server asks restore_command (the archive) first and reads pg_wal only after.
+  if (!files.has(parsed.segno)) files.set(parsed.segno, file);
 }
 
 async function scanFolder(inventory: ArchiveInventory, folder: string): Promise<void> {
@@ -34,7 +36,7 @@ async function scanFolder(inventory: ArchiveInventory, folder: string): Promise<
       if (!inventory.histories.has(timeline))
         inventory.histories.set(timeline, path.join(folder, name));
     } else {
-      addSegment(inventory, bare);
+      addSegment(inventory, bare, path.join(folder, name));
     }
   }
 }
@@ -159,7 +161,7 @@ export function coverage(
 
   let lastSegno = startSegno;
   for (const span of spans) {
-    for (const segno of inventory.segments.get(span.timeline) ?? []) {
+    for (const segno of inventory.segments.get(span.timeline)?.keys() ?? []) {
       if (segno > lastSegno && has(segno)) lastSegno = segno;
     }
   }
@@ -186,6 +188,27 @@ export function coverage(
     firstMissingSegno,
     missingCount,
   };
+}
+
+/** The file the server would read for each segment from `from` to `to` that exists. */
+export function filesOnChain(
+  inventory: ArchiveInventory,
+  spans: TimelineSpan[],
+  from: bigint,
+  to: bigint,
+): { file: string; segment: string; segno: bigint }[] {
+  const size = inventory.segmentSize;
+  const files: { file: string; segment: string; segno: bigint }[] = [];
+  for (let segno = from; segno <= to; segno++) {
+    for (const span of spanOfSegment(spans, segno, size)) {
+      const file = inventory.segments.get(span.timeline)?.get(segno);
+      if (file) {
+        files.push({ file, segment: segmentFileName(span.timeline, segno, size), segno });
+        break;
+      }
+    }
+  }
+  return files;
 }
 
 const HISTORY_LINE = /^\s*(\d+)\s+[0-9A-Fa-f]+\/[0-9A-Fa-f]+/;

@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import {
   coverage,
+  filesOnChain,
   latestTimeline,
   takeInventory,
   timelineChain,
@@ -19,7 +20,8 @@ import { PitrError } from './errors.js';
 import { log } from './log.js';
 import type { ControlFile } from './pg-control.js';
 import { describeTarget, type RestoreRequest } from './request.js';
-import { formatLsn, parseLsn, segmentStartLsn } from './wal-names.js';
+import { formatLsn, parseLsn, segmentNumberOf, segmentStartLsn } from './wal-names.js';
+import { checkSegments, problemToError } from './wal-headers.js';
 
 /** The span of WAL positions (and times, where known) a restore of this backup can reach. */
 export interface ReachableWindow {
@@ -179,11 +181,49 @@ function checkTargetInWindow(
   }
 }
 
+/**
+ * Reads the first page header of every segment replay will need. A segment from another
+ * cluster, of another major, cut short or renamed would make the server end recovery
+ * there (silently, without a target); the header says so in a few bytes.
+ */
+async function checkSegmentHeaders(
+  request: RestoreRequest,
+  inventory: ArchiveInventory,
+  chain: TimelineSpan[],
+  covered: Coverage,
+  control: ControlFile,
+  major: number,
+  end: BackupEnd | undefined,
+): Promise<void> {
+  const started = Date.now();
+  const files = filesOnChain(inventory, chain, covered.startSegno, covered.lastSegno);
+  const problems = await checkSegments(files, {
+    major,
+    systemIdentifier: control.systemIdentifier,
+    segmentSize: control.walSegmentSize,
+  });
+  log.info(
+    `Checked the first page of ${files.length} segment(s) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${problems.length === 0 ? 'all belong to this cluster and are whole' : `${problems.length} problem(s)`}.`,
+  );
+  if (problems.length === 0) return;
+
+  // A damaged segment the backup itself needs blocks every target; one after the backup's
+  // end blocks only targets beyond it, which the server would then fail to reach.
+  const endSegno = end ? segmentNumberOf(end.lsn, control.walSegmentSize) : covered.startSegno;
+  const first = files.find((f) => f.segment === problems[0].segment);
+  const error = problemToError(problems);
+  if (request.target.kind === 'latest' || (first && first.segno <= endSegno)) throw error;
+  log.warning(
+    `${error.message} Recovery to ${describeTarget(request.target)} works only if the target comes before it.`,
+  );
+}
+
 export async function planArchive(
   request: RestoreRequest,
   dataDirectory: string,
   manifests: string[],
   control: ControlFile,
+  major: number,
   label: BackupLabel | undefined,
 ): Promise<ArchivePlan> {
   const size = control.walSegmentSize;
@@ -228,6 +268,7 @@ export async function planArchive(
       ],
     );
   }
+  await checkSegmentHeaders(request, inventory, chain, covered, control, major, end);
   log.info(`Reachable: ${describeWindow(window)}.`);
 
   if (covered.firstMissing) {

@@ -383,7 +383,14 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     path.join(workspace.dataDirectory, 'backup_manifest'),
     ...(source.kind === 'tar' ? [path.join(source.directory, 'backup_manifest')] : []),
   ];
-  const plan = await planArchive(request, workspace.dataDirectory, manifests, control, label);
+  const plan = await planArchive(
+    request,
+    workspace.dataDirectory,
+    manifests,
+    control,
+    major,
+    label,
+  );
 
   const { recovery, server: serverConf } = startServerArgs(
     major,

@@ -514,9 +514,12 @@ async function expandPattern(pattern: string, workspace: string): Promise<string
     return stat?.isFile() ? [absolute] : [];
   }
 
-  // The part before the first glob segment is a plain path ('' for /abs, '.' for relative).
-  const base = path.resolve(workspace, segments.slice(0, firstGlob).join('/') || '.');
+  // The segments before the first glob are a plain path, resolved against the workspace.
+  const prefix = segments.slice(0, firstGlob).join('/');
+  const base = path.resolve(workspace, prefix || (pattern.startsWith('/') ? '/' : '.'));
   const rest = segments.slice(firstGlob).filter((segment) => segment !== '');
+  // A trailing ** means every file below, as it does in .gitignore and most globbers.
+  if (rest[rest.length - 1] === '**') rest.push('*');
   const found = await matchSegments(base, rest);
   return [...new Set(found)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
 }
@@ -738,43 +741,44 @@ export async function runSqlChecks(
 }
 
 async function runOne(check: SqlCheck, session: Session): Promise<SqlCheckResult> {
-  const started = Date.now();
   const client = session.client;
-  if (!client) {
-    return { ...check, passed: false, detail: session.failure, durationMs: 0 };
-  }
+  if (!client) return { ...check, passed: false, detail: session.failure, durationMs: 0 };
 
-  let outcome: Pick<SqlCheckResult, 'passed' | 'detail' | 'returned'>;
-  try {
-    const sent = await client.query<(string | null)[]>({
-      text: check.sql,
-      rowMode: 'array',
-      types: TEXT_AS_SENT,
-    });
-    // Several results come back only if the server saw several statements in the text, which
-    // the splitter should have prevented; judge the last, as psql -c shows the last.
-    const results = sent as unknown as
-      pg.QueryArrayResult<(string | null)[]> | pg.QueryArrayResult<(string | null)[]>[];
-    const result = Array.isArray(results) ? results[results.length - 1] : results;
-    const failure = judgeResult(result);
-    outcome = {
-      passed: failure === undefined,
-      detail: failure,
-      returned: result.fields.length > 0 ? result.rows.slice(0, SHOWN_ROWS) : undefined,
-    };
-  } catch (error) {
-    outcome = { passed: false, detail: describeQueryError(error, check) };
-  }
+  const started = Date.now();
+  const sent = await client
+    .query<(string | null)[]>({ text: check.sql, rowMode: 'array', types: TEXT_AS_SENT })
+    .then(
+      (value) => ({ value, error: undefined }),
+      (error: unknown) => ({ value: undefined, error }),
+    );
   const durationMs = Date.now() - started;
+
+  const result: SqlCheckResult = { ...check, passed: false, durationMs };
+  if (sent.value) {
+    // Several results come back only if the server saw several statements in the text, which
+    // the splitter should have prevented; the last is judged, as psql -c shows the last.
+    const all = sent.value as unknown as
+      pg.QueryArrayResult<(string | null)[]> | pg.QueryArrayResult<(string | null)[]>[];
+    const last = Array.isArray(all) ? all[all.length - 1] : all;
+    const failure = judgeResult(last);
+    result.passed = failure === undefined;
+    if (failure !== undefined) result.detail = failure;
+    if (last.fields.length > 0) result.returned = last.rows.slice(0, SHOWN_ROWS);
+  } else {
+    result.detail = describeQueryError(sent.error, check);
+    // An ERROR ends only the statement. Anything else (FATAL, as when a check ends its own
+    // backend, or a lost socket) ends the session; the 'error' event that says so comes later,
+    // so the session is given up here and the next check for the database connects again.
+    if ((sent.error as { severity?: string }).severity !== 'ERROR') {
+      session.broken = true;
+      await client.end().catch(() => undefined);
+    }
+  }
 
   // A check file may hold BEGIN; a transaction left open (or aborted by an error) would carry
   // into the next checks, so it is rolled back to give each check a fresh start.
   if (!session.broken && client.getTransactionStatus() !== 'I') {
     await client.query('ROLLBACK').catch(() => undefined);
   }
-
-  const result: SqlCheckResult = { ...check, passed: outcome.passed, durationMs };
-  if (outcome.detail !== undefined) result.detail = outcome.detail;
-  if (outcome.returned !== undefined) result.returned = outcome.returned;
   return result;
 }

@@ -134,6 +134,30 @@ for (const major of majors) {
       assert.match(result.stderr, /invalid magic number 0000/);
     });
 
+    it('names a truncated segment before replay, with the sizes', async () => {
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const cut = segments[segments.length - 2];
+      const archive = path.join(history.rootDir, 'truncated-archive');
+      await copyArchive(history.archiveDir, archive);
+      await fs.truncate(path.join(archive, cut), history.segmentSize / 2);
+
+      const result = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        dataDirectory(),
+      ]);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
+      assert.match(result.stderr, new RegExp(`${cut}`));
+      assert.match(result.stderr, new RegExp(`${history.segmentSize / 2}`));
+      assert.doesNotMatch(result.stderr, /Starting PostgreSQL/, 'found before the server starts');
+    });
+
     it('restores from an archive of gzip-compressed segments', async () => {
       const archive = path.join(history.rootDir, 'gz-archive');
       await copyArchive(history.archiveDir, archive, () => 'gzip');

@@ -41978,14 +41978,16 @@ var external_node_zlib_ = __nccwpck_require__(8522);
 
 
 
-function addSegment(inventory, name) {
+function addSegment(inventory, name, file) {
     const parsed = parseSegmentFileName(name, inventory.segmentSize);
     if (!parsed)
         return;
-    let set = inventory.segments.get(parsed.timeline);
-    if (!set)
-        inventory.segments.set(parsed.timeline, (set = new Set()));
-    set.add(parsed.segno);
+    let files = inventory.segments.get(parsed.timeline);
+    if (!files)
+        inventory.segments.set(parsed.timeline, (files = new Map()));
+    // The server asks restore_command (the archive) first and reads pg_wal only after.
+    if (!files.has(parsed.segno))
+        files.set(parsed.segno, file);
 }
 async function scanFolder(inventory, folder) {
     for (const name of await external_node_fs_namespaceObject.promises.readdir(folder)) {
@@ -41997,7 +41999,7 @@ async function scanFolder(inventory, folder) {
                 inventory.histories.set(timeline, external_node_path_namespaceObject.join(folder, name));
         }
         else {
-            addSegment(inventory, bare);
+            addSegment(inventory, bare, external_node_path_namespaceObject.join(folder, name));
         }
     }
 }
@@ -42075,7 +42077,7 @@ function coverage(inventory, spans, startLsn) {
     const has = (segno) => spanOfSegment(spans, segno, size).find((span) => inventory.segments.get(span.timeline)?.has(segno));
     let lastSegno = startSegno;
     for (const span of spans) {
-        for (const segno of inventory.segments.get(span.timeline) ?? []) {
+        for (const segno of inventory.segments.get(span.timeline)?.keys() ?? []) {
             if (segno > lastSegno && has(segno))
                 lastSegno = segno;
         }
@@ -42102,6 +42104,21 @@ function coverage(inventory, spans, startLsn) {
         firstMissingSegno,
         missingCount,
     };
+}
+/** The file the server would read for each segment from `from` to `to` that exists. */
+function filesOnChain(inventory, spans, from, to) {
+    const size = inventory.segmentSize;
+    const files = [];
+    for (let segno = from; segno <= to; segno++) {
+        for (const span of spanOfSegment(spans, segno, size)) {
+            const file = inventory.segments.get(span.timeline)?.get(segno);
+            if (file) {
+                files.push({ file, segment: segmentFileName(span.timeline, segno, size), segno });
+                break;
+            }
+        }
+    }
+    return files;
 }
 const HISTORY_LINE = /^\s*(\d+)\s+[0-9A-Fa-f]+\/[0-9A-Fa-f]+/;
 /**
@@ -42201,11 +42218,363 @@ async function findBackupEnd(label, walFolders, manifests, segmentSize) {
     return (await fromHistoryFile(label, walFolders, segmentSize)) ?? (await fromManifest(manifests));
 }
 
+;// CONCATENATED MODULE: ./src/wal-headers.ts
+// The first page of every WAL segment starts with a "long" header that says which cluster wrote
+// it (the system identifier), with which segment size, and at which WAL position the segment
+// begins. The server checks that header when it opens a segment during replay and, when it does
+// not fit, takes the segment for the end of WAL: recovery ends there, without an error when no
+// target was set. Reading the first 40 bytes of each archived segment before replay names such a
+// file, with what was expected and what was found, while there is still time to fetch a good copy.
+
+
+
+
+// XLOG_PAGE_MAGIC of each major, from src/include/access/xlog_internal.h of its release, and
+// checked against the first page of a segment archived by a server of each major.
+const PAGE_MAGIC = new Map([
+    [10, 0xd097],
+    [11, 0xd098],
+    [12, 0xd101],
+    [13, 0xd106],
+    [14, 0xd10d],
+    [15, 0xd110],
+    [16, 0xd113],
+    [17, 0xd116],
+    [18, 0xd118],
+]);
+// XLogLongPageHeaderData (xlog_internal.h), little-endian as on every platform pitr runs on. The
+// short header's fields take 20 bytes, and the 8-byte alignment of xlp_pageaddr pads it to 24:
+// the long header's own fields follow from there. xlp_rem_len (16) and xlp_xlog_blcksz (36) are
+// not checked: the first says nothing about the file's identity, and the block size is not in
+// the expectation (every build pitr can install uses 8192).
+const LONG_HEADER_SIZE = 40;
+const OFFSET = { magic: 0, info: 2, tli: 4, pageaddr: 8, sysid: 24, segSize: 32 };
+const XLP_LONG_HEADER = 0x0002;
+// Every xlp_info flag a server of 10 to 18 may set (XLP_ALL_FLAGS); the server refuses a page
+// with any other bit.
+const XLP_ALL_FLAGS = 0x000f;
+// Reading more compressed input than this to get 40 bytes out would mean a damaged stream anyway.
+const GZIP_READ_CHUNK = 16 * 1024;
+const DEFAULT_CONCURRENCY = 8;
+/**
+ * Checks the first page header of one archived segment (plain or .gz) against the backup's
+ * cluster. Returns undefined when it fits, and the first problem found otherwise; never throws
+ * for a file that cannot be read, which is itself a problem.
+ */
+async function checkSegmentHeader(file, segmentName, exp) {
+    const magic = PAGE_MAGIC.get(exp.major);
+    if (magic === undefined)
+        throw new Error(`No WAL page magic known for PostgreSQL ${exp.major}.`);
+    const name = parseSegmentFileName(segmentName, exp.segmentSize);
+    if (!name) {
+        throw new Error(`${segmentName} is not a segment name for ${exp.segmentSize}-byte segments.`);
+    }
+    const head = file.endsWith('.gz')
+        ? await readGzipHead(file)
+        : await readPlainHead(file, exp.segmentSize);
+    const finding = Buffer.isBuffer(head)
+        ? checkLongHeader(head, exp, magic, name.timeline, name.segno)
+        : head;
+    return finding && { file, segment: segmentName, ...finding };
+}
+/**
+ * Checks many segments, a few at a time, and returns their problems in the order the files were
+ * given; an empty list means every header fits.
+ */
+async function checkSegments(files, exp, concurrency = DEFAULT_CONCURRENCY) {
+    const results = new Array(files.length);
+    let next = 0;
+    const worker = async () => {
+        while (next < files.length) {
+            const index = next++;
+            results[index] = await checkSegmentHeader(files[index].file, files[index].segment, exp);
+        }
+    };
+    const workers = Math.max(1, Math.min(concurrency, files.length));
+    await Promise.all(Array.from({ length: workers }, worker));
+    return results.filter((problem) => problem !== undefined);
+}
+// ---- reading the first page ----------------------------------------------------------------
+function unreadable(error, what) {
+    const detail = error instanceof Error ? error.message : String(error);
+    return { kind: 'unreadable', expected: what, found: detail };
+}
+/**
+ * The first 40 bytes of a plain segment. The server itself refuses an archived segment of the
+ * wrong size ("archive file has wrong size"), so the size is checked first.
+ */
+async function readPlainHead(file, segmentSize) {
+    let handle;
+    try {
+        handle = await external_node_fs_namespaceObject.promises.open(file, 'r');
+        const { size } = await handle.stat();
+        if (size !== segmentSize) {
+            return {
+                kind: 'truncated',
+                expected: `${describeSize(segmentSize)}, the segment size in pg_control`,
+                found: describeSize(size),
+            };
+        }
+        const head = Buffer.alloc(LONG_HEADER_SIZE);
+        let filled = 0;
+        while (filled < head.length) {
+            const { bytesRead } = await handle.read(head, filled, head.length - filled, filled);
+            if (bytesRead === 0)
+                break;
+            filled += bytesRead;
+        }
+        // Only a file shrinking between the stat and the read gets here.
+        if (filled < head.length) {
+            return {
+                kind: 'truncated',
+                expected: `at least ${LONG_HEADER_SIZE} bytes (the first page header)`,
+                found: describeSize(filled),
+            };
+        }
+        return head;
+    }
+    catch (error) {
+        return unreadable(error, 'a readable file');
+    }
+    finally {
+        await handle?.close().catch(() => undefined);
+    }
+}
+/**
+ * The first 40 bytes of a gzip'd segment, decompressing only as far as that and then stopping.
+ * Its size is not checked: a gzip file says how long its content is only in its last four bytes,
+ * modulo 4 GB and per member, so a segment cut short after its first page passes this check and
+ * is left for the server to find.
+ */
+async function readGzipHead(file) {
+    const source = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: GZIP_READ_CHUNK });
+    const gunzip = (0,external_node_zlib_.createGunzip)();
+    // pipe() does not pass a read error on, and the loop below would wait for ever without it.
+    source.on('error', (error) => gunzip.destroy(error));
+    source.pipe(gunzip);
+    const chunks = [];
+    let length = 0;
+    try {
+        for await (const chunk of gunzip) {
+            chunks.push(chunk);
+            length += chunk.length;
+            if (length >= LONG_HEADER_SIZE)
+                break;
+        }
+    }
+    catch (error) {
+        // zlib reports a stream that breaks off as Z_BUF_ERROR "unexpected end of file".
+        if (error.code === 'Z_BUF_ERROR') {
+            return {
+                kind: 'truncated',
+                expected: `at least ${LONG_HEADER_SIZE} bytes after gunzip (the first page header)`,
+                found: `${describeSize(length)} before the gzip stream breaks off`,
+            };
+        }
+        return unreadable(error, 'a readable gzip file');
+    }
+    finally {
+        source.destroy();
+        gunzip.destroy();
+    }
+    if (length < LONG_HEADER_SIZE) {
+        return {
+            kind: 'truncated',
+            expected: `at least ${LONG_HEADER_SIZE} bytes after gunzip (the first page header)`,
+            found: `${describeSize(length)}, where the gzip stream ends`,
+        };
+    }
+    return Buffer.concat(chunks).subarray(0, LONG_HEADER_SIZE);
+}
+// ---- checking it ---------------------------------------------------------------------------
+/** The checks XLogReaderValidatePageHeader (xlogreader.c) makes on a segment's first page. */
+function checkLongHeader(head, exp, magic, fileTimeline, segno) {
+    const foundMagic = head.readUInt16LE(OFFSET.magic);
+    if (foundMagic !== magic) {
+        return { kind: 'magic', expected: describeMagic(magic), found: describeMagic(foundMagic) };
+    }
+    const info = head.readUInt16LE(OFFSET.info);
+    if ((info & ~XLP_ALL_FLAGS) !== 0) {
+        return {
+            kind: 'magic',
+            expected: `xlp_info flags within 0x${hex4(XLP_ALL_FLAGS)}`,
+            found: `xlp_info 0x${hex4(info)}`,
+        };
+    }
+    if ((info & XLP_LONG_HEADER) === 0) {
+        return {
+            kind: 'magic',
+            expected: `a long page header (xlp_info flag 0x${hex4(XLP_LONG_HEADER)})`,
+            found: `xlp_info 0x${hex4(info)}: the first page has no long header`,
+        };
+    }
+    const sysid = head.readBigUInt64LE(OFFSET.sysid);
+    if (sysid !== exp.systemIdentifier) {
+        return {
+            kind: 'foreign',
+            expected: `system identifier ${exp.systemIdentifier} (from the backup's pg_control)`,
+            found: `system identifier ${sysid}`,
+        };
+    }
+    const segSize = head.readUInt32LE(OFFSET.segSize);
+    if (segSize !== exp.segmentSize) {
+        return {
+            kind: 'segment-size',
+            expected: `segment size ${describeSize(exp.segmentSize)}, as in pg_control`,
+            found: `segment size ${describeSize(segSize)}`,
+        };
+    }
+    const tli = head.readUInt32LE(OFFSET.tli);
+    const start = segmentStartLsn(segno, exp.segmentSize);
+    const pageaddr = head.readBigUInt64LE(OFFSET.pageaddr);
+    if (pageaddr !== start) {
+        return {
+            kind: 'pageaddr',
+            expected: describePageAddress(start, fileTimeline, exp.segmentSize),
+            found: describePageAddress(pageaddr, tli, exp.segmentSize),
+        };
+    }
+    // xlp_tli is the timeline of the first record on the page. The first segment of a new
+    // timeline begins as a copy of its parent's segment up to the switch point, so its first
+    // page keeps the parent's, lower, timeline; and the server only refuses a timeline that goes
+    // backwards from page to page ("out-of-sequence timeline ID"), which one page cannot show.
+    // A timeline above the file name's, though, no server writes: a child timeline's WAL never
+    // goes into a file named for its parent.
+    if (tli > fileTimeline) {
+        return {
+            kind: 'timeline',
+            expected: `timeline ${fileTimeline} or lower (the timeline in the file name)`,
+            found: `timeline ${tli}`,
+        };
+    }
+    return undefined;
+}
+function hex4(value) {
+    return value.toString(16).toUpperCase().padStart(4, '0');
+}
+function majorOfMagic(magic) {
+    for (const [major, known] of PAGE_MAGIC)
+        if (known === magic)
+            return major;
+    return undefined;
+}
+function describeMagic(magic) {
+    const major = majorOfMagic(magic);
+    const whose = major === undefined ? 'no PostgreSQL 10 to 18 writes it' : `PostgreSQL ${major}`;
+    return `magic 0x${hex4(magic)} (${whose})`;
+}
+function describeSize(bytes) {
+    const mb = bytes / (1024 * 1024);
+    return Number.isInteger(mb) && mb > 0 ? `${bytes} bytes (${mb} MB)` : `${bytes} bytes`;
+}
+function describePageAddress(lsn, timeline, segmentSize) {
+    const size = BigInt(segmentSize);
+    if (lsn % size !== 0n)
+        return `page address ${formatLsn(lsn)}`;
+    const segment = segmentFileName(timeline, lsn / size, segmentSize);
+    return `page address ${formatLsn(lsn)} (where segment ${segment} begins)`;
+}
+// ---- the error -----------------------------------------------------------------------------
+const LISTED_OTHERS = 5;
+/** The major whose magic a 'magic' problem found, when it is one of 10 to 18. */
+function foreignMajorOf(problem) {
+    if (problem.kind !== 'magic')
+        return undefined;
+    const match = /^magic 0x([0-9A-F]{4})/.exec(problem.found);
+    return match ? majorOfMagic(parseInt(match[1], 16)) : undefined;
+}
+function whatIsWrong(problem, foreignMajor) {
+    switch (problem.kind) {
+        case 'truncated':
+            return 'has the wrong size';
+        case 'magic':
+            return foreignMajor === undefined
+                ? 'does not start with a valid WAL page header'
+                : `was written by PostgreSQL ${foreignMajor}, another major than the backup's`;
+        case 'foreign':
+            return 'comes from another database cluster';
+        case 'pageaddr':
+            return 'holds the WAL of another position than its name says';
+        case 'segment-size':
+            return 'was written with another WAL segment size';
+        case 'timeline':
+            return 'holds WAL of a later timeline than its name says';
+        case 'unreadable':
+            return 'cannot be read';
+    }
+}
+/** What the server would do with the segment, where that is certain. */
+function consequence(problem) {
+    switch (problem.kind) {
+        case 'truncated':
+            // RestoreArchivedFile (xlogarchive.c) checks the size of every restored segment; a .gz
+            // file cut short fails in the fetch instead.
+            if (problem.file.endsWith('.gz'))
+                return '';
+            return ' The server would stop with "archive file has wrong size" when replay reaches it.';
+        case 'unreadable':
+            return '';
+        default:
+            return ' Replay would take it for the end of WAL and end recovery there, without an error when no target is set.';
+    }
+}
+function listOthers(others) {
+    if (others.length === 0)
+        return '';
+    const names = others.slice(0, LISTED_OTHERS).map((p) => `${p.segment} (${p.kind})`);
+    const rest = others.length - names.length;
+    const list = rest > 0 ? `${names.join(', ')} and ${rest} more` : names.join(', ');
+    const count = others.length === 1 ? '1 more segment has' : `${others.length} more segments have`;
+    return ` ${count} problems too: ${list}.`;
+}
+function causeHint(problem) {
+    switch (problem.kind) {
+        case 'truncated':
+            return "A copy that stopped halfway (full disk, dropped connection) leaves a short file when archive_command writes in place; copy to a temporary name and rename, as PostgreSQL's documentation recommends.";
+        case 'pageaddr':
+            return 'The file holds the WAL of the segment named under "found": it was renamed or copied under the wrong name.';
+        case 'timeline':
+            return 'The file was renamed from a later timeline; take the segment from the timeline its name says.';
+        case 'unreadable':
+            return "Check the file's permissions, and `gzip -t` it when it is compressed.";
+        default:
+            return undefined;
+    }
+}
+/**
+ * One error for the problems found in the archive, led by the first: WAL_FOREIGN_CLUSTER when
+ * that segment belongs to another cluster or another major, WAL_DAMAGED otherwise.
+ */
+function problemToError(problems) {
+    const [first, ...others] = problems;
+    if (!first)
+        throw new Error('problemToError needs at least one problem.');
+    const foreignMajor = foreignMajorOf(first);
+    const foreign = first.kind === 'foreign' || foreignMajor !== undefined;
+    const message = `The archived WAL segment ${first.file} ${whatIsWrong(first, foreignMajor)}: ` +
+        `expected ${first.expected}, found ${first.found}.${consequence(first)}${listOthers(others)}`;
+    const hints = [];
+    if (foreign) {
+        hints.push(foreignMajor === undefined
+            ? 'The archive mixes the WAL of several clusters: another primary, or a restored test copy still running with archive_mode on, archives into the same folder. Check the archive_command path of every server that writes there, and give each cluster its own folder.'
+            : `A PostgreSQL ${foreignMajor} server archives into the same folder (often the old cluster of a pg_upgrade, left running or restored). Check the archive_command path of every server that writes there, and give each cluster its own folder.`, `Copy ${first.segment} from the archive or pg_wal of the cluster the backup was taken from; pg_controldata prints a cluster's system identifier as "Database system identifier".`);
+    }
+    else {
+        const cause = causeHint(first);
+        if (cause)
+            hints.push(cause);
+        hints.push(`Copy ${first.segment} again from the primary's pg_wal, if it is still there, or from another copy of the archive.`);
+    }
+    hints.push(`To restore up to the WAL before it, set a recovery target before ${first.segment}.`);
+    return new PitrError(foreign ? 'WAL_FOREIGN_CLUSTER' : 'WAL_DAMAGED', message, hints);
+}
+
 ;// CONCATENATED MODULE: ./src/preflight.ts
 // Checks made before the server starts, from the files alone: which timeline replay will
 // follow and whether the backup lies on it, whether the archive has every segment from the
 // backup on, and whether the target lies inside the window the archive can reach. Each of
 // these would otherwise surface as a terse FATAL after minutes of replay, or not at all.
+
 
 
 
@@ -42308,7 +42677,32 @@ function checkTargetInWindow(request, label, window) {
         }
     }
 }
-async function planArchive(request, dataDirectory, manifests, control, label) {
+/**
+ * Reads the first page header of every segment replay will need. A segment from another
+ * cluster, of another major, cut short or renamed would make the server end recovery
+ * there (silently, without a target); the header says so in a few bytes.
+ */
+async function checkSegmentHeaders(request, inventory, chain, covered, control, major, end) {
+    const started = Date.now();
+    const files = filesOnChain(inventory, chain, covered.startSegno, covered.lastSegno);
+    const problems = await checkSegments(files, {
+        major,
+        systemIdentifier: control.systemIdentifier,
+        segmentSize: control.walSegmentSize,
+    });
+    log.info(`Checked the first page of ${files.length} segment(s) in ${((Date.now() - started) / 1000).toFixed(1)} s: ${problems.length === 0 ? 'all belong to this cluster and are whole' : `${problems.length} problem(s)`}.`);
+    if (problems.length === 0)
+        return;
+    // A damaged segment the backup itself needs blocks every target; one after the backup's
+    // end blocks only targets beyond it, which the server would then fail to reach.
+    const endSegno = end ? segmentNumberOf(end.lsn, control.walSegmentSize) : covered.startSegno;
+    const first = files.find((f) => f.segment === problems[0].segment);
+    const error = problemToError(problems);
+    if (request.target.kind === 'latest' || (first && first.segno <= endSegno))
+        throw error;
+    log.warning(`${error.message} Recovery to ${describeTarget(request.target)} works only if the target comes before it.`);
+}
+async function planArchive(request, dataDirectory, manifests, control, major, label) {
     const size = control.walSegmentSize;
     const restoredWal = external_node_path_namespaceObject.join(dataDirectory, 'pg_wal');
     const inventory = await takeInventory(request.walArchive, restoredWal, size);
@@ -42338,6 +42732,7 @@ async function planArchive(request, dataDirectory, manifests, control, label) {
             "Check archive_command failures on the primary around the backup's time, or take backups with pg_basebackup -X stream.",
         ]);
     }
+    await checkSegmentHeaders(request, inventory, chain, covered, control, major, end);
     log.info(`Reachable: ${describeWindow(window)}.`);
     if (covered.firstMissing) {
         const message = `The archive has a gap: segment ${covered.firstMissing} is missing (${covered.missingCount} segment(s) missing between ` +
@@ -48746,7 +49141,7 @@ async function restore(request) {
         external_node_path_namespaceObject.join(workspace.dataDirectory, 'backup_manifest'),
         ...(source.kind === 'tar' ? [external_node_path_namespaceObject.join(source.directory, 'backup_manifest')] : []),
     ];
-    const plan = await planArchive(request, workspace.dataDirectory, manifests, control, label);
+    const plan = await planArchive(request, workspace.dataDirectory, manifests, control, major, label);
     const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
     const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
     log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);
