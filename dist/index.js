@@ -44418,7 +44418,7 @@ function setCommandEcho(enabled) {
  */
 function setFailed(message) {
     process.exitCode = ExitCode.Failure;
-    error(message);
+    core_error(message);
 }
 //-----------------------------------------------------------------------
 // Logging Commands
@@ -44441,7 +44441,7 @@ function core_debug(message) {
  * @param message error issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function error(message, properties = {}) {
+function core_error(message, properties = {}) {
     command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -44517,9 +44517,9 @@ function group(name, fn) {
 function saveState(name, value) {
     const filePath = process.env['GITHUB_STATE'] || '';
     if (filePath) {
-        return issueFileCommand('STATE', prepareKeyValueMessage(name, value));
+        return file_command_issueFileCommand('STATE', file_command_prepareKeyValueMessage(name, value));
     }
-    issueCommand('save-state', { name }, toCommandValue(value));
+    command_issueCommand('save-state', { name }, utils_toCommandValue(value));
 }
 /**
  * Gets the value of an state set by this action's main execution.
@@ -44552,6 +44552,9 @@ function getIDToken(aud) {
  */
 
 //# sourceMappingURL=core.js.map
+;// CONCATENATED MODULE: external "node:path"
+const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_namespaceObject);
 ;// CONCATENATED MODULE: ./src/errors.ts
 // Every failure pitr reports is a PitrError: a stable code that scripts can match on, one
 // sentence saying what happened with the evidence, and hints saying what to try next.
@@ -44562,6 +44565,8 @@ class PitrError extends Error {
     logTail;
     /** The whole server log, when the server was started. */
     logFile;
+    /** Every check's result, when verification ran (VERIFY_FAILED). */
+    checks;
     constructor(code, message, hints = [], options) {
         super(message, options);
         this.name = 'PitrError';
@@ -44638,6 +44643,40 @@ function failureOutputs(error) {
     return outputs;
 }
 
+;// CONCATENATED MODULE: external "node:fs"
+const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
+;// CONCATENATED MODULE: external "node:os"
+const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
+;// CONCATENATED MODULE: ./src/report.ts
+// Everything a restore found out, filled in by the pipeline as it goes, so that a failure
+// at any step still reports what was known by then. The front ends turn it into the job
+// summary, the summary-json file and the CLI's stderr summary.
+
+
+
+function newReport(target) {
+    return { target, checks: [], steps: {} };
+}
+function recordError(report, error) {
+    report.error = {
+        code: error.code,
+        message: error.message,
+        hints: error.hints,
+        logTail: error.logTail,
+    };
+    if (error.checks)
+        report.checks = error.checks;
+    if (error.logFile)
+        report.logFile = error.logFile;
+}
+/** Writes the report as JSON beside the server log (or in the temp folder); returns the path. */
+async function writeReportFile(report) {
+    const folder = report.runDirectory ?? (process.env.RUNNER_TEMP || external_node_os_namespaceObject.tmpdir());
+    const file = external_node_path_namespaceObject.join(folder, report.runDirectory ? 'report.json' : `pitr-report-${process.pid}.json`);
+    await external_node_fs_namespaceObject.promises.writeFile(file, `${JSON.stringify(report, null, 2)}\n`);
+    return file;
+}
+
 ;// CONCATENATED MODULE: ./src/wal-names.ts
 // LSNs and WAL segment file names. An LSN is a 64-bit byte position in the WAL stream,
 // written "%X/%X" (high and low 32 bits). A segment file is named by its timeline and its
@@ -44712,6 +44751,13 @@ const INPUT_NAMES = (/* unused pure expression or super */ null && ([
     'postgres-download',
     'os-user',
     'verify-query',
+    'verify-sql',
+    'database',
+    'check-recovery-point',
+    'check-indexes',
+    'check-heap',
+    'check-read-all',
+    'keep-running',
     'timeout',
 ]));
 function invalid(input, message, hint) {
@@ -44879,6 +44925,13 @@ function buildRequest(read) {
         postgresDownload: parseBoolean('postgres-download', read('postgres-download'), true),
         osUser: read('os-user').trim() || 'postgres',
         verifyQueries: verifyText.trim() === '' ? [] : splitStatements(verifyText),
+        verifySql: read('verify-sql').trim(),
+        database: read('database').trim() || 'postgres',
+        checkRecoveryPoint: parseBoolean('check-recovery-point', read('check-recovery-point'), true),
+        checkIndexes: parseBoolean('check-indexes', read('check-indexes'), true),
+        checkHeap: parseBoolean('check-heap', read('check-heap'), false),
+        checkReadAll: parseBoolean('check-read-all', read('check-read-all'), true),
+        keepRunning: parseBoolean('keep-running', read('keep-running'), false),
         timeoutSeconds: parseTimeout(read('timeout')),
     };
 }
@@ -44900,18 +44953,16 @@ function describeTarget(target) {
     }
 }
 
-;// CONCATENATED MODULE: external "node:fs"
-const external_node_fs_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs");
-;// CONCATENATED MODULE: external "node:path"
-const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:path");
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_namespaceObject);
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: ./src/archive.ts
 // What the WAL archive holds, and whether it is complete. PostgreSQL ends recovery at the
 // first segment it cannot fetch and, when no target was set, promotes without any error:
 // a gap in the archive looks exactly like its end. So pitr lists the archive itself and
 // works out which segments replay will need, before and after the server runs.
+
 
 
 
@@ -44955,12 +45006,16 @@ async function takeInventory(archive, restoredWal, segmentSize) {
     await scanFolder(inventory, restoredWal);
     return inventory;
 }
+/** A small file's text, gunzipped when its name ends in .gz; rejects when it cannot be read. */
 async function readPossiblyCompressed(file) {
     if (!file.endsWith('.gz'))
         return external_node_fs_namespaceObject.promises.readFile(file, 'utf8');
+    // pipeline, unlike pipe, passes a read error on to the caller instead of throwing it.
     const chunks = [];
-    for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file).pipe((0,external_node_zlib_.createGunzip)()))
-        chunks.push(chunk);
+    await (0,promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), (0,external_node_zlib_.createGunzip)(), async (source) => {
+        for await (const chunk of source)
+            chunks.push(chunk);
+    });
     return Buffer.concat(chunks).toString('utf8');
 }
 /**
@@ -45096,15 +45151,9 @@ async function repairHistoryFile(dataDirectory, timeline) {
 
 
 
-
 async function readText(file) {
     try {
-        if (!file.endsWith('.gz'))
-            return await external_node_fs_namespaceObject.promises.readFile(file, 'utf8');
-        const chunks = [];
-        for await (const chunk of (0,external_node_fs_namespaceObject.createReadStream)(file).pipe((0,external_node_zlib_.createGunzip)()))
-            chunks.push(chunk);
-        return Buffer.concat(chunks).toString('utf8');
+        return await readPossiblyCompressed(file);
     }
     catch {
         return undefined;
@@ -45728,11 +45777,9 @@ function parseBackupLabel(text, path) {
 }
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
 ;// CONCATENATED MODULE: ./src/extract.ts
@@ -45770,7 +45817,7 @@ const DECOMPRESS_COMMAND = {
 async function detectCompression(path) {
     let head;
     try {
-        const handle = await (0,promises_namespaceObject.open)(path, 'r');
+        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
         try {
             const { buffer, bytesRead } = await handle.read(Buffer.alloc(6), 0, 6, 0);
             head = buffer.subarray(0, bytesRead);
@@ -45812,8 +45859,8 @@ async function extractTar(archivePath, destination, options = {}) {
     const trailer = new TrailerWatch();
     try {
         await (compression === 'gzip'
-            ? (0,external_node_stream_promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), trailer, parser)
-            : (0,external_node_stream_promises_namespaceObject.pipeline)(input, trailer, parser));
+            ? (0,promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), trailer, parser)
+            : (0,promises_namespaceObject.pipeline)(input, trailer, parser));
         // tar-stream may finish while the handler of a last, bodiless entry is still at work.
         await running;
     }
@@ -45855,7 +45902,7 @@ class Extraction {
     }
     async prepareDestination() {
         try {
-            const existing = await (0,promises_namespaceObject.stat)(this.destination).catch(ifMissing(undefined));
+            const existing = await (0,external_node_fs_promises_namespaceObject.stat)(this.destination).catch(ifMissing(undefined));
             if (existing && !existing.isDirectory()) {
                 throw new PitrError('INPUT_INVALID', `${this.destination} exists but is not a directory.`, [
                     'Name a directory (or a path that does not exist yet) to restore into.',
@@ -45864,10 +45911,10 @@ class Extraction {
             if (!existing) {
                 // Parents get the usual mode so the server account can reach the destination; the
                 // destination itself may become a data directory, which PostgreSQL wants private.
-                await (0,promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.dirname)(this.destination), { recursive: true });
-                await (0,promises_namespaceObject.mkdir)(this.destination, { mode: 0o700 });
+                await (0,external_node_fs_promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.dirname)(this.destination), { recursive: true });
+                await (0,external_node_fs_promises_namespaceObject.mkdir)(this.destination, { mode: 0o700 });
                 if (this.owner)
-                    await (0,promises_namespaceObject.lchown)(this.destination, this.owner.uid, this.owner.gid);
+                    await (0,external_node_fs_promises_namespaceObject.lchown)(this.destination, this.owner.uid, this.owner.gid);
             }
         }
         catch (error) {
@@ -45922,7 +45969,7 @@ class Extraction {
         this.refuseSparse(header);
         await this.ensureDirectories(parts.slice(0, -1));
         // 'wx' (O_EXCL) never opens an existing path, and so never follows a symlink there.
-        const handle = await (0,promises_namespaceObject.open)(path, 'wx', 0o600).catch((error) => {
+        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'wx', 0o600).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
         try {
@@ -45941,9 +45988,9 @@ class Extraction {
             throw error;
         }
         // The write stream closes the handle when it finishes or fails.
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(body, handle.createWriteStream());
+        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream());
         if (header.mtime)
-            await (0,promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
+            await (0,external_node_fs_promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
         this.bytes += header.size ?? 0;
     }
     async makeDirectory(header, parts, path) {
@@ -45956,13 +46003,13 @@ class Extraction {
     async makeSymlink(header, parts, path) {
         const target = this.checkedSymlinkTarget(header, parts);
         await this.ensureDirectories(parts.slice(0, -1));
-        await (0,promises_namespaceObject.symlink)(target, path).catch((error) => {
+        await (0,external_node_fs_promises_namespaceObject.symlink)(target, path).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
         if (this.owner)
-            await (0,promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
+            await (0,external_node_fs_promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
         if (header.mtime)
-            await (0,promises_namespaceObject.lutimes)(path, header.mtime, header.mtime);
+            await (0,external_node_fs_promises_namespaceObject.lutimes)(path, header.mtime, header.mtime);
     }
     async makeHardLink(header, parts, path) {
         const targetParts = this.checkedHardLinkTarget(header);
@@ -45970,7 +46017,7 @@ class Extraction {
         // The target's directories were checked for symlinks when an earlier entry made it; a
         // target outside them was not extracted at all.
         const extracted = this.directories.has(targetParts.slice(0, -1).join('/'));
-        const target = extracted ? await (0,promises_namespaceObject.lstat)(targetPath).catch(ifMissing(undefined)) : undefined;
+        const target = extracted ? await (0,external_node_fs_promises_namespaceObject.lstat)(targetPath).catch(ifMissing(undefined)) : undefined;
         if (!target) {
             throw new PitrError('BACKUP_DAMAGED', `${this.archivePath} is damaged: the hard link "${header.name}" points to ` +
                 `"${header.linkname}", which no earlier entry created ` +
@@ -45983,7 +46030,7 @@ class Extraction {
         }
         await this.ensureDirectories(parts.slice(0, -1));
         // A hard link shares its target's inode, so mode, owner and times are already set.
-        await (0,promises_namespaceObject.link)(targetPath, path).catch((error) => {
+        await (0,external_node_fs_promises_namespaceObject.link)(targetPath, path).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
     }
@@ -45998,14 +46045,14 @@ class Extraction {
                 continue;
             const path = (0,external_node_path_namespaceObject.join)(this.destination, relative);
             try {
-                await (0,promises_namespaceObject.mkdir)(path, { mode: 0o700 });
+                await (0,external_node_fs_promises_namespaceObject.mkdir)(path, { mode: 0o700 });
                 if (this.owner)
-                    await (0,promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
+                    await (0,external_node_fs_promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
             }
             catch (error) {
                 if (error.code !== 'EEXIST')
                     throw error;
-                const existing = await (0,promises_namespaceObject.lstat)(path);
+                const existing = await (0,external_node_fs_promises_namespaceObject.lstat)(path);
                 if (existing.isSymbolicLink()) {
                     throw this.unsafe(this.current ?? relative, `would be written through the symlink ${path}`);
                 }
@@ -46195,7 +46242,7 @@ function permissionBits(mode, fallback) {
 async function applyDirectoryAttributes({ path, mode, mtime }) {
     // The path was a real directory when made and entries never replace anything, so chmod
     // and utimes (which follow links) act on that directory.
-    const handle = await (0,promises_namespaceObject.open)(path, 'r');
+    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
     try {
         await handle.chmod(mode);
         if (mtime)
@@ -46894,6 +46941,9 @@ function trimPrefix(line) {
 
 
 
+
+
+const server_execFileAsync = (0,external_node_util_.promisify)(external_node_child_process_namespaceObject.execFile);
 class RunningServer {
     log = new RecoveryLog();
     exited;
@@ -46986,9 +47036,54 @@ class RunningServer {
         return { clean: exit.code === 0 };
     }
 }
+/**
+ * Starts the restored, promoted cluster again with pg_ctl, which detaches it from pitr, so
+ * that later steps of the job (tests, pg_dump, a schema diff) can use it. It listens on the
+ * same private socket only, with archiving off, and runs until stopKeptServer().
+ */
+async function startForLaterSteps(options) {
+    // pg_ctl hands -o to /bin/sh, so every word is quoted for it.
+    const serverOptions = commandLineSettings(options.settings).map(quoteShellWord).join(' ');
+    const pgCtl = external_node_path_namespaceObject.join(options.bin, 'pg_ctl');
+    await server_execFileAsync(pgCtl, [
+        'start',
+        '-w',
+        '-t',
+        '120',
+        '-D',
+        options.dataDirectory,
+        '-l',
+        options.logFile,
+        '-o',
+        serverOptions,
+    ], {
+        ...spawnIdentity(options.account),
+        cwd: options.dataDirectory,
+        env: { ...process.env, LC_MESSAGES: 'C' },
+    });
+    const stopCommand = `${quoteShellWord(pgCtl)} stop -m fast -D ${quoteShellWord(options.dataDirectory)}`;
+    return {
+        uri: `postgresql://postgres@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
+        host: options.socketDirectory,
+        port: options.port,
+        user: 'postgres',
+        stop: options.account.switchUser
+            ? `runuser -u ${options.account.name} -- ${stopCommand}`
+            : stopCommand,
+        dataDirectory: options.dataDirectory,
+        bin: options.bin,
+        ...spawnIdentity(options.account),
+    };
+}
+/** Stops a server left running by startForLaterSteps: a fast shutdown, then its socket folder. */
+async function stopKeptServer(kept) {
+    const identity = kept.uid !== undefined && kept.gid !== undefined ? { uid: kept.uid, gid: kept.gid } : {};
+    await server_execFileAsync(path.join(kept.bin, 'pg_ctl'), ['stop', '-m', 'fast', '-w', '-D', kept.dataDirectory], {
+        ...identity,
+        cwd: '/',
+    });
+}
 
-;// CONCATENATED MODULE: external "node:os"
-const external_node_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:os");
 // EXTERNAL MODULE: ./node_modules/semver/index.js
 var node_modules_semver = __nccwpck_require__(2088);
 ;// CONCATENATED MODULE: ./node_modules/@actions/tool-cache/lib/manifest.js
@@ -47919,7 +48014,7 @@ const MANIFEST = external_node_path_default().join('native', 'pg-symlinks.json')
  * or replaced; links that already hold the right value are left alone, so a second run returns 0.
  */
 async function restorePackageSymlinks(packageRoot) {
-    const root = await (0,promises_namespaceObject.realpath)(packageRoot);
+    const root = await (0,external_node_fs_promises_namespaceObject.realpath)(packageRoot);
     const entries = await readLinkManifest(root);
     // Check every entry before touching anything, so a bad manifest changes nothing.
     const plan = [];
@@ -47936,7 +48031,7 @@ async function restorePackageSymlinks(packageRoot) {
 }
 async function readLinkManifest(root) {
     const manifestPath = external_node_path_default().join(root, MANIFEST);
-    const parsed = JSON.parse(await (0,promises_namespaceObject.readFile)(manifestPath, 'utf8'));
+    const parsed = JSON.parse(await (0,external_node_fs_promises_namespaceObject.readFile)(manifestPath, 'utf8'));
     if (!Array.isArray(parsed)) {
         throw new Error(`${manifestPath} is not a JSON array of {source, target} entries.`);
     }
@@ -47978,7 +48073,7 @@ async function planLink(root, entry) {
     // A link to a missing library would only move the failure to server start, where the loader
     // error no longer says which package is incomplete.
     try {
-        await (0,promises_namespaceObject.lstat)(sourcePath);
+        await (0,external_node_fs_promises_namespaceObject.lstat)(sourcePath);
     }
     catch (error) {
         throw new Error(`${describeEntry(entry)}: the source ${sourcePath} does not exist.`, {
@@ -47989,7 +48084,7 @@ async function planLink(root, entry) {
 }
 async function realDirectory(directory, entry) {
     try {
-        return await (0,promises_namespaceObject.realpath)(directory);
+        return await (0,external_node_fs_promises_namespaceObject.realpath)(directory);
     }
     catch (error) {
         throw new Error(`${describeEntry(entry)}: the directory ${directory} does not exist.`, {
@@ -47999,7 +48094,7 @@ async function realDirectory(directory, entry) {
 }
 async function linkHolds(linkPath, linkValue) {
     try {
-        return (await (0,promises_namespaceObject.readlink)(linkPath)) === linkValue;
+        return (await (0,external_node_fs_promises_namespaceObject.readlink)(linkPath)) === linkValue;
     }
     catch {
         // Missing, or not a symlink: either way it has to be (re)made.
@@ -48011,11 +48106,11 @@ async function replaceWithSymlink(link) {
     // second process hydrating the same package at the same time never sees the name missing.
     const temporary = `${link.linkPath}.pitr-${process.pid}-${Date.now()}`;
     try {
-        await (0,promises_namespaceObject.symlink)(link.linkValue, temporary);
-        await (0,promises_namespaceObject.rename)(temporary, link.linkPath);
+        await (0,external_node_fs_promises_namespaceObject.symlink)(link.linkValue, temporary);
+        await (0,external_node_fs_promises_namespaceObject.rename)(temporary, link.linkPath);
     }
     catch (error) {
-        await (0,promises_namespaceObject.rm)(temporary, { force: true });
+        await (0,external_node_fs_promises_namespaceObject.rm)(temporary, { force: true });
         throw new Error(`Could not create the link ${link.linkPath} for ${describeEntry(link.entry)}: ` +
             `${error.message}`, { cause: error });
     }
@@ -48668,80 +48763,1333 @@ async function checkControlMatchesVersion(dataDir, major) {
     return control;
 }
 
-;// CONCATENATED MODULE: ./src/verify.ts
-// Verification queries: each statement passes when it returns exactly one row whose first
-// value is true. Every statement runs, even after one fails, so that one run shows every
-// problem with the restored data.
+;// CONCATENATED MODULE: ./src/builtin-checks.ts
+// Built-in integrity checks of the restored cluster, for damage that replay cannot see: an
+// index that disagrees with its table (amcheck's bt_index_check), heap pages whose tuples are
+// inconsistent (amcheck's verify_heapam, 14+), and pages or TOAST values that cannot be read at
+// all (a full read of every table). Each runs once per database, and every one runs even after
+// another has failed, so that one run shows all the damage.
+//
+// Which databases: every one that accepts connections. That includes template1 (and any other
+// template left open to connections), because every database created later is a copy of it;
+// template0 refuses connections by design and is never read.
+//
+// amcheck needs its extension in each database. Where it is not installed already, it is
+// created in a schema of its own inside a transaction that is rolled back after the checks, so
+// the restored cluster is left with no trace of it (beyond what any rolled-back transaction
+// leaves: a used transaction ID and dead catalog rows). An extension the database already has is
+// used where it is (updated within the same rolled-back transaction when it is older than the
+// server's), so a database that has its own amcheck keeps it exactly as it was.
 
-const SHOWN_ROWS = 5;
-function showRows(rows) {
-    if (rows.length === 0)
-        return 'no rows';
-    const shown = rows.slice(0, SHOWN_ROWS).map((row) => JSON.stringify(Object.values(row)));
-    const more = rows.length > SHOWN_ROWS ? ` and ${rows.length - SHOWN_ROWS} more` : '';
-    return `${rows.length} row(s): ${shown.join(', ')}${more}`.slice(0, 500);
+const SHOWN_PROBLEMS = 5;
+const MESSAGE_LENGTH = 300;
+function cut(text, length) {
+    const line = text.replace(/\s*\r?\n\s*/g, ' ');
+    return line.length > length ? `${line.slice(0, length - 1)}…` : line;
 }
-async function runChecks(server, statements) {
-    if (statements.length === 0)
-        return [];
-    const client = await server.connect(['postgres']);
-    const results = [];
+function plural(count, one, many = `${one}s`) {
+    return `${count} ${count === 1 ? one : many}`;
+}
+/** The server's message with its SQLSTATE (XX001 data_corrupted, XX002 index_corrupted...). */
+function builtin_checks_describeError(error) {
+    const { message, code } = error;
+    return cut(code ? `${message} (SQLSTATE ${code})` : message, MESSAGE_LENGTH);
+}
+/**
+ * An ERROR ends only the statement; anything else (FATAL, PANIC, or a socket the server closed
+ * because the backend crashed on damaged data) ends the session.
+ */
+function endsSession(error) {
+    return error.severity !== 'ERROR';
+}
+function listProblems(problems) {
+    const shown = problems.slice(0, SHOWN_PROBLEMS).join('; ');
+    const more = problems.length > SHOWN_PROBLEMS ? `; and ${problems.length - SHOWN_PROBLEMS} more` : '';
+    return `${shown}${more}`;
+}
+function lostConnection(object, remaining) {
+    return (`the connection was lost while checking ${object}, so ${plural(remaining, 'more object')} ` +
+        'went unchecked; the server may have crashed on damaged data, which its log shows');
+}
+// ---- sessions -------------------------------------------------------------------------------
+/**
+ * Settings from the restored postgresql.conf that would cut a long check short or refuse its
+ * transaction: a production statement_timeout is common, and a check of a large index can
+ * take minutes. Only the settings this server has are changed (transaction_timeout is 17+).
+ */
+async function prepareSession(client) {
+    await client.query(`SELECT set_config(name, '0', false) FROM pg_settings
+      WHERE name IN ('statement_timeout', 'lock_timeout', 'idle_in_transaction_session_timeout',
+                     'idle_session_timeout', 'transaction_timeout')`);
+    await client.query('SET default_transaction_read_only = off');
+}
+async function serverVersionNum(client) {
+    const { rows } = await client.query('SHOW server_version_num');
+    return Number(rows[0].server_version_num);
+}
+/** "10.23" from 100023, "16.4" from 160004. */
+function versionText(versionNum) {
+    return `${Math.floor(versionNum / 10000)}.${versionNum % 10000}`;
+}
+const AMCHECK_SCHEMA = 'pitr_amcheck';
+/**
+ * Runs `work` with amcheck usable in the client's database, inside a transaction that is rolled
+ * back afterwards. Returns a skipped outcome when the extension cannot be had here.
+ */
+async function withAmcheck(client, database, work) {
+    await client.query('BEGIN');
     try {
-        for (const statement of statements) {
-            const started = Date.now();
-            try {
-                const { rows } = await client.query(statement);
-                const first = rows.length === 1 ? Object.values(rows[0])[0] : undefined;
-                const passed = rows.length === 1 && first === true;
-                results.push({
-                    statement,
-                    passed,
-                    detail: passed
-                        ? undefined
-                        : `expected one row whose first value is true, got ${showRows(rows)}`,
-                    durationMs: Date.now() - started,
-                });
+        const schema = await amcheckSchema(client, database);
+        if (typeof schema !== 'string')
+            return schema;
+        const functions = await client.query(`SELECT p.proname, max(p.pronargs)::int AS nargs
+         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = $1
+        GROUP BY p.proname`, [schema]);
+        const amcheck = {
+            schema: client.escapeIdentifier(schema),
+            arguments: new Map(functions.rows.map((row) => [row.proname, row.nargs])),
+        };
+        // Each object is checked in a subtransaction rolled back after it, which releases the locks
+        // it took: one transaction holding a lock on every index of a large database would run out
+        // of lock table space ("out of shared memory").
+        await client.query('SAVEPOINT pitr_check');
+        return await work(amcheck);
+    }
+    finally {
+        if (client.getTransactionStatus() !== 'I')
+            await client.query('ROLLBACK').catch(() => undefined);
+    }
+}
+/** The schema amcheck is in, created within the open transaction when needed; or a skip. */
+async function amcheckSchema(client, database) {
+    const installed = await client.query(`SELECT n.nspname
+       FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace
+      WHERE e.extname = 'amcheck'`);
+    const existing = installed.rows[0];
+    if (existing) {
+        // A cluster upgraded with pg_upgrade keeps the version it had (1.0 has no heapallindexed,
+        // only 1.3 has verify_heapam). The update is rolled back with everything else; one that is
+        // not allowed leaves the old version to be used as it is.
+        await client.query('SAVEPOINT pitr_update');
+        await client
+            .query('ALTER EXTENSION amcheck UPDATE')
+            .then(() => client.query('RELEASE SAVEPOINT pitr_update'))
+            .catch(() => client.query('ROLLBACK TO SAVEPOINT pitr_update'));
+        return existing.nspname;
+    }
+    try {
+        // A schema of its own, so that no function of the database can be taken for amcheck's,
+        // and so that it works where public has been dropped or locked down.
+        await client.query(`CREATE SCHEMA ${client.escapeIdentifier(AMCHECK_SCHEMA)}`);
+        await client.query(`CREATE EXTENSION amcheck SCHEMA ${client.escapeIdentifier(AMCHECK_SCHEMA)}`);
+        return AMCHECK_SCHEMA;
+    }
+    catch (error) {
+        // When the extension's files are not installed, CREATE EXTENSION raises undefined_file
+        // ("could not open extension control file") up to 15, and feature_not_supported ("extension
+        // ... is not available") from 16 on. pg_available_extensions would say so more directly,
+        // but it reads every control file, and one stray file from another version makes it fail.
+        if (endsSession(error))
+            throw error;
+        const { code, message } = error;
+        const notInstalled = code === '58P01' || (code === '0A000' && /is not available/.test(message));
+        const reason = notInstalled
+            ? `amcheck is not part of this PostgreSQL installation (${builtin_checks_describeError(error)}); ` +
+                'install the contrib package of the same major version (postgresql-contrib, or ' +
+                'postgresqlNN-contrib) to have it'
+            : `could not create the amcheck extension in database "${database}": ${builtin_checks_describeError(error)}`;
+        return { passed: false, skipped: reason, summary: `skipped: ${reason}` };
+    }
+}
+/**
+ * Runs `check` on each object in the savepoint withAmcheck set, rolling back to it after each
+ * one. Returns the objects that failed, and a note when the session was lost part way.
+ */
+async function checkEach(client, objects, check) {
+    const problems = [];
+    for (const [index, object] of objects.entries()) {
+        try {
+            const messages = await check(object);
+            if (messages.length > 0)
+                problems.push({ object, messages });
+        }
+        catch (error) {
+            if (endsSession(error)) {
+                problems.push({ object, messages: [builtin_checks_describeError(error)] });
+                return { problems, lost: lostConnection(object.name, objects.length - index - 1) };
             }
-            catch (error) {
-                results.push({
-                    statement,
-                    passed: false,
-                    detail: `error: ${error.message}`,
-                    durationMs: Date.now() - started,
-                });
+            problems.push({ object, messages: [builtin_checks_describeError(error)] });
+        }
+        await client.query('ROLLBACK TO SAVEPOINT pitr_check');
+    }
+    return { problems };
+}
+// ---- amcheck: B-tree indexes ----------------------------------------------------------------
+/**
+ * Every B-tree index that has storage and is fully built: invalid indexes (a failed CREATE
+ * INDEX CONCURRENTLY) are not used by queries and amcheck refuses them, and temporary ones
+ * belong to sessions that ended with the old server.
+ */
+const BTREE_INDEXES = `
+  SELECT c.oid::int8 AS oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind AS kind
+    FROM pg_index i
+    JOIN pg_class c ON c.oid = i.indexrelid
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_am am ON am.oid = c.relam
+   WHERE am.amname = 'btree' AND c.relkind = 'i' AND c.relpersistence <> 't'
+     AND i.indisvalid AND i.indisready AND i.indislive
+   ORDER BY n.nspname, c.relname`;
+async function listObjects(client, sql) {
+    const { rows } = await client.query(sql);
+    return rows.map((row) => ({ oid: Number(row.oid), name: row.name, kind: row.kind }));
+}
+/**
+ * bt_index_check takes only an AccessShareLock, as a query does. From 11 on it is asked for
+ * heapallindexed, which reads the table and proves that each of its rows has its index entry:
+ * without it, an index whose table rows changed behind its back looks perfectly sound. From 17
+ * on checkunique also proves that a unique index has no duplicate live entries.
+ */
+async function checkIndexes(client, database) {
+    return withAmcheck(client, database, async (amcheck) => {
+        const nargs = amcheck.arguments.get('bt_index_check') ?? 1;
+        const extra = nargs >= 3 ? ', true, true' : nargs === 2 ? ', true' : '';
+        const mode = nargs >= 3
+            ? 'heapallindexed, checkunique'
+            : nargs === 2
+                ? 'heapallindexed'
+                : 'structure only';
+        const sql = `SELECT ${amcheck.schema}.bt_index_check($1::oid::regclass${extra})`;
+        const indexes = await listObjects(client, BTREE_INDEXES);
+        const { problems, lost } = await checkEach(client, indexes, async (index) => {
+            await client.query(sql, [index.oid]);
+            return [];
+        });
+        const counted = `${plural(indexes.length, 'B-tree index', 'B-tree indexes')} (${mode})`;
+        if (problems.length === 0 && !lost)
+            return { passed: true, summary: `${counted}: no damage` };
+        const list = listProblems(problems.map((p) => `${p.object.name}: ${p.messages[0]}`));
+        const detail = `${problems.length} of ${counted} failed: ${list}${lost ? `; ${lost}` : ''}. ` +
+            'A damaged index returns wrong rows (REINDEX rebuilds it), and a table that cannot be ' +
+            'read loses them; run the same check on the primary to learn whether the damage is there ' +
+            'or only in the backup.';
+        return { passed: false, detail, summary: `${problems.length} of ${counted} failed` };
+    });
+}
+// ---- amcheck: verify_heapam -----------------------------------------------------------------
+/** Tables, materialized views and TOAST tables of the heap access method, named with owners. */
+const HEAP_RELATIONS = `
+  SELECT c.oid::int8 AS oid,
+         format('%I.%I', n.nspname, c.relname)
+           || CASE WHEN owner.oid IS NULL THEN ''
+                   ELSE format(' (TOAST of %I.%I)', owner_ns.nspname, owner.relname) END AS name,
+         c.relkind AS kind
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    JOIN pg_am am ON am.oid = c.relam
+    LEFT JOIN pg_class owner ON c.relkind = 't' AND owner.reltoastrelid = c.oid
+    LEFT JOIN pg_namespace owner_ns ON owner_ns.oid = owner.relnamespace
+   WHERE c.relkind IN ('r', 'm', 't') AND c.relpersistence <> 't' AND am.amname = 'heap'
+   ORDER BY n.nspname, c.relname`;
+/**
+ * verify_heapam reports each inconsistent tuple as a row (block, offset, attribute, message)
+ * rather than stopping at the first; a page the buffer manager refuses to read raises an error
+ * instead. With check_toast, each TOAST pointer is followed into its TOAST table.
+ */
+async function checkHeap(client, database) {
+    const versionNum = await serverVersionNum(client);
+    if (versionNum < 140000) {
+        const reason = 'verify_heapam is part of amcheck from PostgreSQL 14 on; ' +
+            `this server is ${versionText(versionNum)}`;
+        return { passed: false, skipped: reason, summary: `skipped: ${reason}` };
+    }
+    return withAmcheck(client, database, async (amcheck) => {
+        if (!amcheck.arguments.has('verify_heapam')) {
+            const reason = `the amcheck extension in database "${database}" has no verify_heapam, and could not ` +
+                'be updated to a version that has it (1.3, PostgreSQL 14)';
+            return { passed: false, skipped: reason, summary: `skipped: ${reason}` };
+        }
+        const sql = `SELECT blkno, offnum, attnum, msg FROM ${amcheck.schema}.verify_heapam(` +
+            `$1::oid::regclass, on_error_stop => false, check_toast => $2)`;
+        const relations = await listObjects(client, HEAP_RELATIONS);
+        const { problems, lost } = await checkEach(client, relations, async (relation) => {
+            const { rows } = await client.query(sql, [relation.oid, relation.kind !== 't']);
+            return rows.map((row) => {
+                const where = [`block ${row.blkno ?? '?'}`];
+                if (row.offnum !== null)
+                    where.push(`offset ${row.offnum}`);
+                if (row.attnum !== null)
+                    where.push(`attribute ${row.attnum}`);
+                return cut(`${where.join(' ')}: ${row.msg}`, MESSAGE_LENGTH);
+            });
+        });
+        const counted = plural(relations.length, 'table');
+        if (problems.length === 0 && !lost)
+            return { passed: true, summary: `${counted}: no damage` };
+        const reports = problems.reduce((sum, p) => sum + p.messages.length, 0);
+        const list = listProblems(problems.map((p) => {
+            const more = p.messages.length > 3 ? `, and ${p.messages.length - 3} more` : '';
+            return `${p.object.name}: ${p.messages.slice(0, 3).join(', ')}${more}`;
+        }));
+        const detail = `${problems.length} of ${counted} damaged (${plural(reports, 'report')}): ${list}` +
+            `${lost ? `; ${lost}` : ''}. Rows on these pages may be lost or wrong; run verify_heapam ` +
+            'on the primary to learn whether the damage is there or only in the backup.';
+        return { passed: false, detail, summary: `${problems.length} of ${counted} damaged` };
+    });
+}
+// ---- reading every table --------------------------------------------------------------------
+/**
+ * Tables and populated materialized views of permanent relations. Unlogged tables are left
+ * out because a restore always leaves them empty (recovery resets them to their init fork),
+ * and TOAST tables are read through the tables that own them, which is how a value is read.
+ */
+const READABLE_TABLES = `
+  SELECT c.oid::int8 AS oid, format('%I.%I', n.nspname, c.relname) AS name, c.relkind AS kind
+    FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+   WHERE c.relkind IN ('r', 'm') AND c.relpersistence = 'p' AND c.relispopulated
+   ORDER BY n.nspname, c.relname`;
+// SQLSTATEs of a value too big to turn into text: program_limit_exceeded, out_of_memory.
+const TOO_BIG = new Set(['54000', '53200']);
+/**
+ * Casting the whole row to text calls every column's output function, which detoasts the
+ * value (fetching its chunks from the TOAST table and decompressing them); a count(*) alone
+ * would read neither TOAST nor the values. The sum keeps the cast from being optimized away.
+ * ONLY, because an inheritance child is read as a table of its own.
+ *
+ * The cast has a limit: a row whose text form exceeds 1 GB (a single value cannot be larger)
+ * raises an out-of-memory error instead of being read, and is reported as such.
+ */
+async function readAll(client) {
+    const tables = await listObjects(client, READABLE_TABLES);
+    const problems = [];
+    let rows = 0;
+    let bytes = 0;
+    let lost;
+    for (const [index, table] of tables.entries()) {
+        try {
+            const result = await client.query(`SELECT count(*) AS rows, sum(length(CAST(s.* AS text))) AS bytes
+           FROM ONLY ${table.name} s`);
+            rows += Number(result.rows[0].rows);
+            bytes += Number(result.rows[0].bytes ?? 0);
+        }
+        catch (error) {
+            const code = error.code;
+            const tooBig = code && TOO_BIG.has(code)
+                ? ' (a row whose text form is over 1 GB cannot be read this way)'
+                : '';
+            problems.push(`${table.name}: ${builtin_checks_describeError(error)}${tooBig}`);
+            if (endsSession(error)) {
+                lost = lostConnection(table.name, tables.length - index - 1);
+                break;
             }
         }
     }
+    const counted = plural(tables.length, 'table');
+    const summary = `${counted}, ${plural(rows, 'row')}, ${(bytes / 1048576).toFixed(1)} MB as text`;
+    if (problems.length === 0)
+        return { passed: true, summary };
+    const detail = `${problems.length} of ${counted} could not be read: ${listProblems(problems)}` +
+        `${lost ? `; ${lost}` : ''}. Rows on a damaged page or in a damaged TOAST value are lost; ` +
+        'read the same tables on the primary to learn whether the damage is there or only in the ' +
+        'backup.';
+    return { passed: false, detail, summary: `${problems.length} of ${counted} could not be read` };
+}
+// ---- running them ---------------------------------------------------------------------------
+/** Databases that accept connections, template1 included; template0 never does. */
+async function listDatabases(connect) {
+    let client;
+    try {
+        client = await connect('postgres');
+    }
+    catch (error) {
+        // The postgres database is only a convention and may have been dropped.
+        client = await connect('template1').catch(() => Promise.reject(error));
+    }
+    try {
+        const { rows } = await client.query('SELECT datname FROM pg_database WHERE datallowconn ORDER BY datname');
+        return rows.map((row) => row.datname);
+    }
     finally {
-        await client.end();
+        await client.end().catch(() => undefined);
+    }
+}
+/** Runs one check on its own connection, so that a backend lost to one spoils no other. */
+async function runOne(connect, name, database, check) {
+    const started = Date.now();
+    let outcome;
+    let client;
+    try {
+        client = await connect(database);
+        // Without a listener, an error on the connection would end the whole process.
+        client.on('error', () => undefined);
+        await prepareSession(client);
+        outcome = await check(client);
+    }
+    catch (error) {
+        const what = client
+            ? `the check stopped on an error: ${builtin_checks_describeError(error)}`
+            : `could not connect to database "${database}": ${builtin_checks_describeError(error)}`;
+        outcome = { passed: false, detail: what, summary: `failed, ${what}` };
+    }
+    finally {
+        await client?.end().catch(() => undefined);
+    }
+    const durationMs = Date.now() - started;
+    log.info(`${name}: ${outcome.summary} (${(durationMs / 1000).toFixed(1)} s)`);
+    const result = { name, passed: outcome.passed, durationMs, database };
+    if (outcome.detail !== undefined)
+        result.detail = outcome.detail;
+    if (outcome.skipped !== undefined)
+        result.skipped = outcome.skipped;
+    return result;
+}
+/**
+ * Runs the chosen checks on every database that accepts connections: for each database in
+ * name order, amcheck, then verify_heapam, then the full read. One result per check and
+ * database; a check that fails or cannot run never stops the others.
+ */
+async function runBuiltinChecks(connect, options) {
+    if (!options.amcheck && !options.heapcheck && !options.readAll)
+        return [];
+    const started = Date.now();
+    let databases;
+    try {
+        databases = await listDatabases(connect);
+    }
+    catch (error) {
+        return [
+            {
+                name: 'built-in checks: list the databases',
+                passed: false,
+                detail: 'could not connect to database "postgres" (nor template1) to list the databases: ' +
+                    builtin_checks_describeError(error),
+                durationMs: Date.now() - started,
+            },
+        ];
+    }
+    const results = [];
+    for (const database of databases) {
+        if (options.amcheck) {
+            results.push(await runOne(connect, `amcheck: database ${database}`, database, (client) => checkIndexes(client, database)));
+        }
+        if (options.heapcheck) {
+            results.push(await runOne(connect, `verify_heapam: database ${database}`, database, (client) => checkHeap(client, database)));
+        }
+        if (options.readAll) {
+            results.push(await runOne(connect, `read all tables: database ${database}`, database, readAll));
+        }
     }
     return results;
 }
-/** Runs the checks and throws VERIFY_FAILED naming each failed statement. */
-async function verify(server, statements) {
-    const results = await runChecks(server, statements);
-    const failed = results.filter((result) => !result.passed);
-    if (failed.length > 0) {
-        const list = failed
-            .map((f) => `"${f.statement.replace(/\s+/g, ' ').slice(0, 120)}": ${f.detail}`)
-            .join('; ');
-        const error = new PitrError('VERIFY_FAILED', `${failed.length} of ${results.length} verification queries failed on the restored database: ${list}.`, [
-            'The restore itself finished; the data as of the target is not what the queries expect.',
-            'Check the target (an earlier or later point may be the one meant) and the queries themselves.',
+
+;// CONCATENATED MODULE: ./src/sql-checks.ts
+// SQL check files (verify-sql): every statement in them is a check that passes when it returns
+// exactly one row whose first value is true. Files are split into statements the way psql splits
+// a script, so that a file which runs under `psql -f` runs here the same way, and each check
+// keeps the file and line it came from for annotations.
+//
+// What psql does that this does not: backslash commands (\set, \c ...) and :variables are not
+// interpreted, and strings are read with standard_conforming_strings on (the default since 9.1),
+// so a backslash ends nothing inside '...' and only E'...' strings take backslash escapes.
+
+
+
+
+// The character classes of PostgreSQL's lexer (scan.l): identifiers and dollar-quote tags allow
+// any byte from 0x80 up, which in a JavaScript string is any character from U+0080 up.
+const IDENT_START = /[A-Za-z_\u0080-\uffff]/;
+const IDENT_CONT = /[A-Za-z_0-9$\u0080-\uffff]*/y;
+const DOLLAR_DELIMITER = /\$(?:[A-Za-z_\u0080-\uffff][A-Za-z_0-9\u0080-\uffff]*)?\$/y;
+const PARAMETER = /\$[0-9]+/y;
+const NUMBER = /(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?/y;
+function isSpace(ch) {
+    return ch === ' ' || ch === '\t' || ch === '\n' || ch === '\r' || ch === '\f';
+}
+function stickyMatch(pattern, text, index) {
+    pattern.lastIndex = index;
+    return pattern.exec(text)?.[0];
+}
+/** Index just past a '...' literal whose body starts at `index`; '' is a quote in it. */
+function skipQuoted(text, index, backslashEscapes) {
+    let i = index;
+    while (i < text.length) {
+        const ch = text[i];
+        if (backslashEscapes && ch === '\\') {
+            i += 2;
+        }
+        else if (ch === "'") {
+            if (text[i + 1] !== "'")
+                return i + 1;
+            i += 2;
+        }
+        else {
+            i++;
+        }
+    }
+    return text.length;
+}
+/** Index just past a "..." identifier whose body starts at `index`; "" is a quote in it. */
+function skipDelimited(text, index) {
+    let i = index;
+    while (i < text.length) {
+        if (text[i] === '"') {
+            if (text[i + 1] !== '"')
+                return i + 1;
+            i += 2;
+        }
+        else {
+            i++;
+        }
+    }
+    return text.length;
+}
+/** Index just past a block comment starting at `index`; block comments nest in PostgreSQL. */
+function skipBlockComment(text, index) {
+    let depth = 0;
+    let i = index;
+    while (i < text.length) {
+        if (text.startsWith('/*', i)) {
+            depth++;
+            i += 2;
+        }
+        else if (text.startsWith('*/', i)) {
+            depth--;
+            i += 2;
+            if (depth === 0)
+                return i;
+        }
+        else {
+            i++;
+        }
+    }
+    return text.length;
+}
+/** Index of the end of the line holding `index`; the lexer takes \r as a newline too. */
+function lineEnd(text, index) {
+    let i = index;
+    while (i < text.length && text[i] !== '\n' && text[i] !== '\r')
+        i++;
+    return i;
+}
+function startsOwnLine(text, index) {
+    for (let i = index - 1; i >= 0; i--) {
+        const ch = text[i];
+        if (ch === '\n' || ch === '\r')
+            return true;
+        if (ch !== ' ' && ch !== '\t' && ch !== '\f')
+            return false;
+    }
+    return true;
+}
+/**
+ * The end of the token at `index` (not whitespace, not a comment), and the word when the token
+ * is an unquoted identifier or keyword.
+ */
+function readToken(text, index) {
+    const ch = text[index];
+    const next = text[index + 1];
+    const afterNext = text[index + 2];
+    if (ch === "'")
+        return { end: skipQuoted(text, index + 1, false) };
+    if (ch === '"')
+        return { end: skipDelimited(text, index + 1) };
+    // E'...', B'...', X'...', N'...', U&'...' and U&"...": the prefix letter is read with the
+    // quote only at the start of a token, which is the only place this is called.
+    if (next === "'") {
+        if (ch === 'e' || ch === 'E')
+            return { end: skipQuoted(text, index + 2, true) };
+        if ('bBxXnN'.includes(ch))
+            return { end: skipQuoted(text, index + 2, false) };
+    }
+    if ((ch === 'u' || ch === 'U') && next === '&') {
+        if (afterNext === "'")
+            return { end: skipQuoted(text, index + 3, false) };
+        if (afterNext === '"')
+            return { end: skipDelimited(text, index + 3) };
+    }
+    if (ch === '$') {
+        const delimiter = stickyMatch(DOLLAR_DELIMITER, text, index);
+        if (delimiter) {
+            // The body ends at the first occurrence of the same delimiter; nothing inside is special.
+            const close = text.indexOf(delimiter, index + delimiter.length);
+            return { end: close === -1 ? text.length : close + delimiter.length };
+        }
+        const parameter = stickyMatch(PARAMETER, text, index);
+        return { end: index + (parameter?.length ?? 1) };
+    }
+    if (IDENT_START.test(ch)) {
+        const word = ch + (stickyMatch(IDENT_CONT, text, index + 1) ?? '');
+        return { end: index + word.length, word };
+    }
+    const number = stickyMatch(NUMBER, text, index);
+    if (number)
+        return { end: index + number.length };
+    return { end: index + 1 };
+}
+/**
+ * psql's guess at whether a semicolon is inside the body of CREATE FUNCTION/PROCEDURE ...
+ * BEGIN ATOMIC ... END (PostgreSQL 14+): it remembers whether the statement begins with
+ * CREATE [OR REPLACE] FUNCTION|PROCEDURE and, if so, counts BEGIN/CASE against END outside
+ * parentheses. The same heuristic here splits such files where psql does.
+ */
+class AtomicBodyTracker {
+    leading = [];
+    identifierCount = 0;
+    depth = 0;
+    word(word, parenDepth) {
+        if (this.identifierCount === 0)
+            this.leading = [];
+        const lower = word.toLowerCase();
+        if (['create', 'function', 'procedure', 'or', 'replace'].includes(lower)) {
+            if (this.identifierCount < 4)
+                this.leading[this.identifierCount] = lower[0];
+        }
+        this.identifierCount++;
+        const [first, second, third, fourth] = this.leading;
+        const routine = first === 'c' &&
+            (second === 'f' ||
+                second === 'p' ||
+                (second === 'o' && third === 'r' && (fourth === 'f' || fourth === 'p')));
+        if (!routine || parenDepth !== 0)
+            return;
+        if (lower === 'begin')
+            this.depth++;
+        else if (lower === 'case' && this.depth >= 1)
+            this.depth++;
+        else if (lower === 'end' && this.depth > 0)
+            this.depth--;
+    }
+    statementEnded() {
+        this.identifierCount = 0;
+    }
+}
+/**
+ * Splits SQL text into statements at the semicolons psql would send a statement at: outside
+ * quotes, comments, parentheses and BEGIN ATOMIC bodies.
+ */
+function scanSql(text) {
+    const statements = [];
+    const comments = [];
+    const atomic = new AtomicBodyTracker();
+    let parenDepth = 0;
+    let start = -1;
+    let end = -1;
+    let gapStart = 0;
+    let i = 0;
+    while (i < text.length) {
+        const ch = text[i];
+        if (isSpace(ch)) {
+            i++;
+            continue;
+        }
+        if (text.startsWith('--', i)) {
+            const stop = lineEnd(text, i);
+            if (start === -1) {
+                comments.push({ body: text.slice(i + 2, stop), index: i, ownLine: startsOwnLine(text, i) });
+            }
+            i = stop;
+            continue;
+        }
+        if (text.startsWith('/*', i)) {
+            i = skipBlockComment(text, i);
+            continue;
+        }
+        if (ch === ';' && parenDepth === 0 && atomic.depth === 0) {
+            if (start !== -1)
+                statements.push({ start, end, terminator: i, gapStart });
+            atomic.statementEnded();
+            start = -1;
+            i++;
+            gapStart = i;
+            continue;
+        }
+        const token = readToken(text, i);
+        if (ch === '(')
+            parenDepth++;
+        if (ch === ')' && parenDepth > 0)
+            parenDepth--;
+        if (token.word)
+            atomic.word(token.word, parenDepth);
+        if (start === -1)
+            start = i;
+        end = token.end;
+        i = token.end;
+    }
+    // Like psql -f, the last statement is sent at the end of the file even without a semicolon.
+    if (start !== -1)
+        statements.push({ start, end, gapStart });
+    return { statements, comments };
+}
+/** Maps string indexes to 1-based line numbers; \n, \r\n and a lone \r each end a line. */
+function lineLocator(text) {
+    const starts = [0];
+    for (let i = 0; i < text.length; i++) {
+        if (text[i] === '\n' || (text[i] === '\r' && text[i + 1] !== '\n'))
+            starts.push(i + 1);
+    }
+    return (index) => {
+        let low = 0;
+        let high = starts.length - 1;
+        while (low < high) {
+            const middle = (low + high + 1) >> 1;
+            if (starts[middle] <= index)
+                low = middle;
+            else
+                high = middle - 1;
+        }
+        return low + 1;
+    };
+}
+const CHECK_COMMENT = /^\s*check\s*:\s*(.*?)\s*$/i;
+const DATABASE_COMMENT = /^\s*database\s*:\s*(.*?)\s*$/i;
+function nameFromComments(comments, statement) {
+    let name;
+    for (const comment of comments) {
+        if (comment.index < statement.gapStart || comment.index > statement.start)
+            continue;
+        const match = comment.ownLine ? CHECK_COMMENT.exec(comment.body) : null;
+        if (match && match[1] !== '')
+            name = match[1];
+    }
+    return name;
+}
+function withoutByteOrderMark(text) {
+    // Editors on Windows may save one; PostgreSQL would read it as part of the first word.
+    return text.startsWith('\ufeff') ? ` ${text.slice(1)}` : text;
+}
+function splitSql(text) {
+    const source = withoutByteOrderMark(text);
+    const { statements, comments } = scanSql(source);
+    const lineOf = lineLocator(source);
+    return statements.map((statement) => {
+        const split = {
+            sql: source.slice(statement.start, statement.end),
+            line: lineOf(statement.start),
+            endLine: lineOf(statement.terminator ?? statement.end - 1),
+        };
+        const nameComment = nameFromComments(comments, statement);
+        if (nameComment !== undefined)
+            split.nameComment = nameComment;
+        return split;
+    });
+}
+// ---- check files ----------------------------------------------------------------------------
+const NAME_LENGTH = 80;
+function nameFromFirstLine(sql) {
+    const firstLine = sql.split(/\r\n|\r|\n/)[0].trimEnd();
+    return firstLine.length > NAME_LENGTH ? `${firstLine.slice(0, NAME_LENGTH - 1)}…` : firstLine;
+}
+/** A database name as written after `-- database:`, with "double quotes" allowed. */
+function unquoteDatabase(value) {
+    const quoted = /^"((?:[^"]|"")*)"$/.exec(value);
+    return quoted ? quoted[1].replaceAll('""', '"') : value;
+}
+/** The `-- database:` header of a file, checked to come before the first statement. */
+function databaseOf(text, scanned, file, defaultDatabase) {
+    const lineOf = lineLocator(text);
+    const firstStatement = scanned.statements[0]?.start ?? text.length;
+    const headers = scanned.comments
+        .map((comment) => ({ comment, match: DATABASE_COMMENT.exec(comment.body) }))
+        .filter((entry) => entry.match !== null);
+    const late = headers.find((entry) => entry.comment.index > firstStatement);
+    if (late) {
+        throw new PitrError('INPUT_INVALID', `verify-sql: ${file} line ${lineOf(late.comment.index)} has a "-- database:" comment after the first statement (line ${lineOf(firstStatement)}); it names the database for the whole file, so it must come before any statement.`, [
+            'Move the "-- database:" line to the top of the file.',
+            'To check another database too, put those checks in a file of their own with its own "-- database:" line.',
         ]);
-        error.checks = results;
+    }
+    if (headers.length > 1) {
+        throw new PitrError('INPUT_INVALID', `verify-sql: ${file} has ${headers.length} "-- database:" lines (lines ${headers.map((h) => lineOf(h.comment.index)).join(', ')}); a file's checks run in one database.`, ['Keep one "-- database:" line, and put checks for another database in a file of their own.']);
+    }
+    if (headers.length === 0)
+        return defaultDatabase;
+    const [{ comment, match }] = headers;
+    const database = unquoteDatabase(match[1]);
+    if (database === '') {
+        throw new PitrError('INPUT_INVALID', `verify-sql: ${file} line ${lineOf(comment.index)} has a "-- database:" comment without a database name.`, ['Write the name after the colon, e.g. "-- database: app", or remove the line.']);
+    }
+    return database;
+}
+/** The checks in one file; throws INPUT_INVALID when its `-- database:` header is misplaced. */
+function parseCheckFile(text, file, absolutePath, defaultDatabase) {
+    const source = withoutByteOrderMark(text);
+    const database = databaseOf(source, scanSql(source), file, defaultDatabase);
+    return splitSql(source).map((statement) => ({
+        file,
+        absolutePath,
+        line: statement.line,
+        endLine: statement.endLine,
+        name: statement.nameComment ?? nameFromFirstLine(statement.sql),
+        sql: statement.sql,
+        database,
+    }));
+}
+// ---- finding the files ----------------------------------------------------------------------
+const GLOB_CHARACTERS = /[*?]/;
+/** A regular expression for one path segment of a glob: * is any run of characters, ? one. */
+function segmentPattern(segment) {
+    const source = [...segment]
+        .map((ch) => {
+        if (ch === '*')
+            return '[^/]*';
+        if (ch === '?')
+            return '[^/]';
+        return ch.replace(/[.+^${}()|[\]\\]/g, '\\$&');
+    })
+        .join('');
+    return new RegExp(`^${source}$`);
+}
+async function entriesOf(dir) {
+    try {
+        return await external_node_fs_namespaceObject.promises.readdir(dir, { withFileTypes: true });
+    }
+    catch (error) {
+        const code = error.code;
+        if (code === 'ENOENT' || code === 'ENOTDIR')
+            return [];
         throw error;
     }
+}
+/** Whether an entry is a directory, following a symbolic link to see what it points at. */
+async function sql_checks_isDirectory(dir, entry) {
+    if (entry.isDirectory())
+        return true;
+    if (!entry.isSymbolicLink())
+        return false;
+    return (await external_node_fs_namespaceObject.promises.stat(external_node_path_namespaceObject.join(dir, entry.name)).catch(() => undefined))?.isDirectory() ?? false;
+}
+async function isFile(dir, entry) {
+    if (entry.isFile())
+        return true;
+    if (!entry.isSymbolicLink())
+        return false;
+    return (await external_node_fs_namespaceObject.promises.stat(external_node_path_namespaceObject.join(dir, entry.name)).catch(() => undefined))?.isFile() ?? false;
+}
+/**
+ * The files under `dir` matching the glob segments. As in shells, * and ** pass over names
+ * that begin with a dot unless the segment itself begins with one, and ** does not follow
+ * symbolic links to directories, which could loop.
+ */
+async function matchSegments(dir, segments) {
+    const [segment, ...rest] = segments;
+    const entries = await entriesOf(dir);
+    if (segment === '**') {
+        const found = await matchSegments(dir, rest);
+        for (const entry of entries) {
+            if (entry.name.startsWith('.') || !entry.isDirectory())
+                continue;
+            found.push(...(await matchSegments(external_node_path_namespaceObject.join(dir, entry.name), segments)));
+        }
+        return found;
+    }
+    const pattern = segmentPattern(segment);
+    const found = [];
+    for (const entry of entries) {
+        if (entry.name.startsWith('.') && !segment.startsWith('.'))
+            continue;
+        if (!pattern.test(entry.name))
+            continue;
+        if (rest.length === 0) {
+            if (await isFile(dir, entry))
+                found.push(external_node_path_namespaceObject.join(dir, entry.name));
+        }
+        else if (await sql_checks_isDirectory(dir, entry)) {
+            found.push(...(await matchSegments(external_node_path_namespaceObject.join(dir, entry.name), rest)));
+        }
+    }
+    return found;
+}
+/** The absolute paths of the files one pattern names, sorted; [] when it names none. */
+async function expandPattern(pattern, workspace) {
+    const segments = pattern.split('/');
+    const firstGlob = segments.findIndex((segment) => GLOB_CHARACTERS.test(segment));
+    if (firstGlob === -1) {
+        const absolute = external_node_path_namespaceObject.resolve(workspace, pattern);
+        const stat = await external_node_fs_namespaceObject.promises.stat(absolute).catch(() => undefined);
+        if (stat?.isDirectory()) {
+            throw new PitrError('INPUT_INVALID', `verify-sql: "${pattern}" is a folder, not a file of SQL checks.`, [`To run every file in it, write ${external_node_path_namespaceObject.posix.join(pattern, '*.sql')}.`]);
+        }
+        return stat?.isFile() ? [absolute] : [];
+    }
+    // The segments before the first glob are a plain path, resolved against the workspace.
+    const prefix = segments.slice(0, firstGlob).join('/');
+    const base = external_node_path_namespaceObject.resolve(workspace, prefix || (pattern.startsWith('/') ? '/' : '.'));
+    const rest = segments.slice(firstGlob).filter((segment) => segment !== '');
+    // A trailing ** means every file below, as it does in .gitignore and most globbers.
+    if (rest[rest.length - 1] === '**')
+        rest.push('*');
+    const found = await matchSegments(base, rest);
+    return [...new Set(found)].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+/** How a file is shown in messages and annotations: relative to the workspace when inside it. */
+function displayPath(absolute, workspace) {
+    const relative = external_node_path_namespaceObject.relative(workspace, absolute);
+    if (relative === '' || relative.startsWith('..') || external_node_path_namespaceObject.isAbsolute(relative))
+        return absolute;
+    return relative.split(external_node_path_namespaceObject.sep).join('/');
+}
+async function readCheckFile(absolute, file) {
+    try {
+        return await external_node_fs_namespaceObject.promises.readFile(absolute, 'utf8');
+    }
+    catch (error) {
+        throw new PitrError('INPUT_INVALID', `verify-sql: cannot read ${file}: ${error.message}`, ['Check that the file is readable by the account pitr runs as.'], { cause: error });
+    }
+}
+/**
+ * Reads the check files named by verify-sql: one path or glob (*, ?, **) a line, relative to
+ * the workspace. Each pattern's files come in sorted order, patterns in the order given, and a
+ * file named twice runs once.
+ */
+async function loadCheckFiles(patterns, workspace, defaultDatabase) {
+    const files = [];
+    for (const pattern of patterns.split(/\r?\n/).map((line) => line.trim())) {
+        if (pattern === '')
+            continue;
+        const matched = await expandPattern(pattern, workspace);
+        if (matched.length === 0) {
+            throw new PitrError('INPUT_INVALID', `verify-sql: "${pattern}" matches no file under ${workspace}`, [
+                'Paths and globs in verify-sql are relative to the workspace; check the spelling and the folder.',
+                'When the files come from the repository, make sure the checkout step runs before pitr.',
+            ]);
+        }
+        for (const file of matched)
+            if (!files.includes(file))
+                files.push(file);
+    }
+    const checks = [];
+    for (const absolute of files) {
+        const file = displayPath(absolute, workspace);
+        const fileChecks = parseCheckFile(await readCheckFile(absolute, file), file, absolute, defaultDatabase);
+        if (fileChecks.length === 0) {
+            // An empty check file passing would prove nothing, which is the opposite of its purpose.
+            throw new PitrError('INPUT_INVALID', `verify-sql: ${file} holds no SQL statement.`, [
+                'Add the checks to it (each a statement returning one row whose first value is true), or leave it out of verify-sql.',
+            ]);
+        }
+        checks.push(...fileChecks);
+    }
+    return checks;
+}
+// ---- running the checks ---------------------------------------------------------------------
+const SHOWN_ROWS = 5;
+const VALUE_LENGTH = 80;
+const DETAIL_LENGTH = 500;
+const BOOLEAN_OID = 16;
+// Names for the types a check most often returns by mistake, for the "not a boolean" message.
+const TYPE_NAMES = {
+    18: '"char"',
+    19: 'name',
+    20: 'bigint',
+    21: 'smallint',
+    23: 'integer',
+    25: 'text',
+    26: 'oid',
+    114: 'json',
+    700: 'real',
+    701: 'double precision',
+    705: 'unknown',
+    1042: 'character',
+    1043: 'character varying',
+    1082: 'date',
+    1114: 'timestamp',
+    1184: 'timestamp with time zone',
+    1700: 'numeric',
+    2249: 'record',
+    3802: 'jsonb',
+};
+// Every value is kept as the text the server sent, which is what psql shows: t and f for
+// booleans, timestamps in the server's DateStyle, arrays as {1,2}.
+const TEXT_AS_SENT = {
+    getTypeParser: () => (value) => value,
+};
+function sql_checks_cut(text, length) {
+    return text.length > length ? `${text.slice(0, length - 1)}…` : text;
+}
+/** One value as psql prints it, on one line (↵ marks a newline, as psql's unicode style does). */
+function showValue(value) {
+    if (value === null)
+        return 'NULL';
+    return sql_checks_cut(value.replace(/\r\n|\r|\n/g, '↵'), VALUE_LENGTH);
+}
+function showRows(rows) {
+    const shown = rows.slice(0, SHOWN_ROWS).map((row) => `(${row.map(showValue).join(', ')})`);
+    const more = rows.length > SHOWN_ROWS ? `, and ${rows.length - SHOWN_ROWS} more` : '';
+    return `${shown.join(', ')}${more}`;
+}
+function countRows(count) {
+    return count === 1 ? '1 row' : `${count} rows`;
+}
+/** Why a result is not one row whose first value is true, or undefined when it is. */
+function judgeResult(result) {
+    const expected = 'expected one row whose first value is true';
+    const { rows, fields } = result;
+    if (fields.length === 0 && result.command !== 'SELECT') {
+        return `${expected}, but the statement is a ${result.command || 'utility'} command, which returns no rows`;
+    }
+    if (rows.length === 0)
+        return `${expected}, got no rows`;
+    if (fields.length === 0)
+        return `${expected}, got ${countRows(rows.length)} without columns`;
+    if (rows.length === 1 && fields[0].dataTypeID === BOOLEAN_OID && rows[0][0] === 't') {
+        return undefined;
+    }
+    if (rows.length === 1 && fields[0].dataTypeID !== BOOLEAN_OID) {
+        const type = TYPE_NAMES[fields[0].dataTypeID] ?? `type OID ${fields[0].dataTypeID}`;
+        return sql_checks_cut(`${expected}, got 1 row whose first column is of type ${type}, not boolean: ${showRows(rows)}`, DETAIL_LENGTH);
+    }
+    return sql_checks_cut(`${expected}, got ${countRows(rows.length)}: ${showRows(rows)}`, DETAIL_LENGTH);
+}
+/** An error as the server reported it, with its SQLSTATE and the file line it points at. */
+function describeQueryError(error, check) {
+    const { message, code, position } = error;
+    const where = [];
+    if (code)
+        where.push(`SQLSTATE ${code}`);
+    if (position && Number(position) > 0) {
+        // The position counts characters from 1 within the statement sent.
+        const before = check.sql.slice(0, Number(position) - 1);
+        where.push(`line ${check.line + (before.match(/\r\n|\r|\n/g)?.length ?? 0)}`);
+    }
+    const suffix = where.length > 0 ? ` (${where.join(', ')})` : '';
+    return sql_checks_cut(`error: ${message}${suffix}`, DETAIL_LENGTH);
+}
+/**
+ * Runs every check, in order, each statement on its own (an implicit transaction of its own),
+ * over one connection per database. A failing check never stops the others.
+ */
+async function runSqlChecks(checks, connect) {
+    const sessions = new Map();
+    const sessionFor = async (database) => {
+        const known = sessions.get(database);
+        // A connection the server closed (a check that ended its own backend) is made again.
+        if (known && !known.broken)
+            return known;
+        const session = { broken: false };
+        sessions.set(database, session);
+        try {
+            const client = await connect(database);
+            // Without a listener, an error on an idle connection would end the whole process.
+            client.on('error', () => {
+                session.broken = true;
+            });
+            client.on('end', () => {
+                session.broken = true;
+            });
+            session.client = client;
+        }
+        catch (error) {
+            session.failure = `could not connect to database "${database}": ${error.message}`;
+        }
+        return session;
+    };
+    const results = [];
+    try {
+        for (const check of checks) {
+            const result = await sql_checks_runOne(check, await sessionFor(check.database));
+            log.debug(`${check.file}:${check.line} ${check.name}: ${result.passed ? 'passed' : `failed, ${result.detail}`} (${result.durationMs} ms)`);
+            results.push(result);
+        }
+    }
+    finally {
+        for (const session of sessions.values()) {
+            await session.client?.end().catch(() => undefined);
+        }
+    }
     return results;
+}
+async function sql_checks_runOne(check, session) {
+    const client = session.client;
+    if (!client)
+        return { ...check, passed: false, detail: session.failure, durationMs: 0 };
+    const started = Date.now();
+    const sent = await client
+        .query({ text: check.sql, rowMode: 'array', types: TEXT_AS_SENT })
+        .then((value) => ({ value, error: undefined }), (error) => ({ value: undefined, error }));
+    const durationMs = Date.now() - started;
+    const result = { ...check, passed: false, durationMs };
+    if (sent.value) {
+        // Several results come back only if the server saw several statements in the text, which
+        // the splitter should have prevented; the last is judged, as psql -c shows the last.
+        const all = sent.value;
+        const last = Array.isArray(all) ? all[all.length - 1] : all;
+        const failure = judgeResult(last);
+        result.passed = failure === undefined;
+        if (failure !== undefined)
+            result.detail = failure;
+        if (last.fields.length > 0)
+            result.returned = last.rows.slice(0, SHOWN_ROWS);
+    }
+    else {
+        result.detail = describeQueryError(sent.error, check);
+        // An ERROR ends only the statement. Anything else (FATAL, as when a check ends its own
+        // backend, or a lost socket) ends the session; the 'error' event that says so comes later,
+        // so the session is given up here and the next check for the database connects again.
+        if (sent.error.severity !== 'ERROR') {
+            session.broken = true;
+            await client.end().catch(() => undefined);
+        }
+    }
+    // A check file may hold BEGIN; a transaction left open (or aborted by an error) would carry
+    // into the next checks, so it is rolled back to give each check a fresh start.
+    if (!session.broken && client.getTransactionStatus() !== 'I') {
+        await client.query('ROLLBACK').catch(() => undefined);
+    }
+    return result;
+}
+
+;// CONCATENATED MODULE: ./src/verification.ts
+// Proves the restored database: the recovery point the server reports matches the target,
+// the user's checks (verify-query statements and verify-sql files) pass, and the built-in
+// integrity checks find no damage. Every check runs even after one fails, so one run shows
+// every problem; the failures then become one VERIFY_FAILED.
+
+
+
+
+/** Milliseconds of a PostgreSQL log time ("2026-12-03 18:48:26.719121+00") or an input time. */
+function verification_timeValue(text) {
+    const iso = text
+        .trim()
+        .replace(' ', 'T')
+        .replace(/\s*(UTC|GMT)$/i, 'Z')
+        .replace(/(\.\d{3})\d+/, '$1')
+        .replace(/([+-]\d{2})$/, '$1:00')
+        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+    return Date.parse(iso);
+}
+/**
+ * Where recovery stopped, judged against the target asked for. The server's own stop line is
+ * the evidence; for a time target the last replayed commit must not be after the target.
+ */
+function recoveryPointCheck(target, inclusive, log) {
+    const stop = log.stop;
+    const report = (passed, detail) => ({
+        name: `recovered to ${describeTarget(target)}`,
+        kind: 'recovery-point',
+        passed,
+        detail,
+        durationMs: 0,
+    });
+    switch (target.kind) {
+        case 'latest':
+            return report(true, `replayed to the end of the archive; redo done at ${log.redoDoneLsn ?? 'unknown'}`);
+        case 'immediate':
+            return stop?.kind === 'immediate'
+                ? report(true, stop.text)
+                : report(false, `expected the server to stop at consistency, but it said: ${stop?.text ?? 'nothing'}`);
+        case 'name':
+            return stop?.kind === 'name' && stop.name === target.value
+                ? report(true, stop.text)
+                : report(false, `expected a stop at restore point "${target.value}", but the server said: ${stop?.text ?? 'nothing'}`);
+        case 'xid':
+            return stop?.kind === 'xid' && stop.xid === target.value.replace(/^.*:/, '')
+                ? report(true, stop.text)
+                : report(false, `expected a stop at transaction ${target.value}, but the server said: ${stop?.text ?? 'nothing'}`);
+        case 'lsn':
+            return stop?.kind === 'lsn'
+                ? report(true, stop.text)
+                : report(false, `expected a stop at LSN ${target.value}, but the server said: ${stop?.text ?? 'nothing'}`);
+        case 'time': {
+            const wanted = verification_timeValue(target.value);
+            const last = log.lastCompletedTime ? verification_timeValue(log.lastCompletedTime) : undefined;
+            const tooLate = last !== undefined && (inclusive ? last > wanted : last >= wanted);
+            if (!stop || stop.kind !== 'xid' || tooLate) {
+                return report(false, `expected the last replayed commit at or before ${target.value}, but the server said: ${stop?.text ?? 'nothing'} (last completed transaction ${log.lastCompletedTime ?? 'none'})`);
+            }
+            return report(true, `${stop.text}; last completed transaction ${log.lastCompletedTime ?? 'none'}`);
+        }
+    }
+}
+/** verify-query statements as checks: named by their first line, placed by their position. */
+function inlineChecks(statements, database) {
+    return statements.map((sql, index) => ({
+        file: 'verify-query',
+        absolutePath: '',
+        line: index + 1,
+        endLine: index + 1,
+        name: sql.split('\n')[0].slice(0, 80),
+        sql,
+        database,
+    }));
+}
+/** Runs every check; throws VERIFY_FAILED (with the reports attached) when any fails. */
+async function verifyRestore(server, request, options) {
+    const reports = [];
+    if (request.checkRecoveryPoint) {
+        reports.push(recoveryPointCheck(request.target, request.targetInclusive, server.log));
+    }
+    const fileChecks = request.verifySql
+        ? await loadCheckFiles(request.verifySql, options.workspace, request.database)
+        : [];
+    const checks = [...inlineChecks(request.verifyQueries, request.database), ...fileChecks];
+    if (checks.length > 0) {
+        const results = await runSqlChecks(checks, (database) => server.connect(['postgres'], database));
+        for (const result of results) {
+            reports.push({
+                name: result.name,
+                kind: 'query',
+                passed: result.passed,
+                detail: result.detail,
+                durationMs: result.durationMs,
+                file: result.file === 'verify-query' ? undefined : result.file,
+                line: result.file === 'verify-query' ? undefined : result.line,
+                endLine: result.file === 'verify-query' ? undefined : result.endLine,
+                database: result.database,
+                returned: result.returned,
+            });
+        }
+    }
+    if (request.checkIndexes || request.checkHeap || request.checkReadAll) {
+        const builtin = await runBuiltinChecks((database) => server.connect(['postgres'], database), {
+            amcheck: request.checkIndexes,
+            heapcheck: request.checkHeap,
+            readAll: request.checkReadAll,
+        });
+        for (const result of builtin)
+            reports.push({ ...result, kind: 'builtin' });
+    }
+    const failed = reports.filter((report) => !report.passed && !report.skipped);
+    if (failed.length > 0) {
+        const list = failed
+            .slice(0, 5)
+            .map((f) => `${f.file ? `${f.file}:${f.line} ` : ''}"${f.name}": ${f.detail}`)
+            .join('; ');
+        const more = failed.length > 5 ? `; and ${failed.length - 5} more` : '';
+        const error = new PitrError('VERIFY_FAILED', `${failed.length} of ${reports.length} checks failed on the restored database: ${list}${more}.`, [
+            'The restore itself finished; the data as of the target is not what the checks expect.',
+            'Check the target (an earlier or later point may be the one meant) and the checks themselves.',
+        ]);
+        error.checks = reports;
+        throw error;
+    }
+    return reports;
 }
 
 // EXTERNAL MODULE: external "node:url"
 var external_node_url_ = __nccwpck_require__(3136);
+;// CONCATENATED MODULE: ./src/wal-fetch.ts
+// The restore_command helper: PostgreSQL runs `node wal-fetch.js <archive> %f %p` for each
+// file it wants from the archive. The server reads the exit status in a particular way:
+// 0 is success, 1 to 125 mean "no such file" and end recovery normally (the server then
+// promotes), and a status above 125 makes the startup process fail with FATAL. So a file
+// that is truly absent exits 1, and every other problem (unreadable file, broken gzip,
+// full disk) exits 200: recovery must stop with an error, never quietly end early.
+//
+// This file is bundled on its own so that starting it, once per segment, stays cheap.
+
+
+
+
+const EXIT_NOT_FOUND = 1;
+const EXIT_FAILED = 200;
+/**
+ * The shell front of the helper, which the server runs as restore_command. Starting Node.js
+ * costs a tenth of a second or more per file, several times what replaying a segment takes,
+ * so a plain archived file is copied with cp; compressed files, and anything odd (a folder
+ * where a file should be), go to the Node.js helper. The exit statuses are the helper's:
+ * 1 only when neither file exists, 200 for a copy that fails.
+ */
+function shellFrontScript(node, helper, quote) {
+    return `#!/bin/sh
+# Written by pitr: restore_command for one restore. Arguments: archive folder, %f, %p.
+archive=$1; name=$2; target=$3
+case "$name" in
+  ''|.|..|*/*) echo "pitr wal-fetch: refusing file name \"$name\"" >&2; exit ${EXIT_FAILED} ;;
+esac
+[ -n "$archive" ] || exit ${EXIT_NOT_FOUND}
+if [ -f "$archive/$name" ]; then
+  cp "$archive/$name" "$target" && exit 0
+  rm -f "$target"
+  echo "pitr wal-fetch: could not copy $archive/$name" >&2
+  exit ${EXIT_FAILED}
+fi
+if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
+  exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
+fi
+exit ${EXIT_NOT_FOUND}
+`;
+}
+async function wal_fetch_exists(file) {
+    try {
+        await external_node_fs_namespaceObject.promises.access(file);
+        return true;
+    }
+    catch (error) {
+        if (error.code === 'ENOENT')
+            return false;
+        throw error;
+    }
+}
+/** Copies one archived file to `destination`; returns the exit status for the server. */
+async function fetchWalFile(archive, name, destination) {
+    // The server only ever asks for plain file names; anything else is not ours to serve.
+    if (name.includes('/') || name === '.' || name === '..') {
+        process.stderr.write(`pitr wal-fetch: refusing file name "${name}"\n`);
+        return EXIT_FAILED;
+    }
+    if (archive === '')
+        return EXIT_NOT_FOUND;
+    const plain = external_node_path_namespaceObject.join(archive, name);
+    const compressed = `${plain}.gz`;
+    let source;
+    let gzip;
+    try {
+        if (await wal_fetch_exists(plain)) {
+            source = plain;
+            gzip = false;
+        }
+        else if (await wal_fetch_exists(compressed)) {
+            source = compressed;
+            gzip = true;
+        }
+        else {
+            return EXIT_NOT_FOUND;
+        }
+    }
+    catch (error) {
+        process.stderr.write(`pitr wal-fetch: cannot look for ${plain}: ${error.message}\n`);
+        return EXIT_FAILED;
+    }
+    try {
+        const input = (0,external_node_fs_namespaceObject.createReadStream)(source);
+        const output = (0,external_node_fs_namespaceObject.createWriteStream)(destination);
+        if (gzip)
+            await (0,promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), output);
+        else
+            await (0,promises_namespaceObject.pipeline)(input, output);
+        return 0;
+    }
+    catch (error) {
+        await external_node_fs_namespaceObject.promises.rm(destination, { force: true }).catch(() => undefined);
+        process.stderr.write(`pitr wal-fetch: could not restore ${source}: ${error.message}\n`);
+        return EXIT_FAILED;
+    }
+}
+async function main() {
+    const [archive, name, destination] = process.argv.slice(2);
+    if (archive === undefined || !name || !destination) {
+        process.stderr.write('usage: wal-fetch <archive folder> <file name %f> <destination %p>\n');
+        process.exit(EXIT_FAILED);
+    }
+    process.exit(await fetchWalFile(archive, name, destination));
+}
+// Run only as the restore_command entry, not when imported by tests.
+const invokedDirectly = process.argv[1] && /wal-fetch(\/index)?\.(js|ts|cjs|mjs)$/.test(process.argv[1]);
+if (invokedDirectly) {
+    main().catch((error) => {
+        process.stderr.write(`pitr wal-fetch: ${error.message}\n`);
+        process.exit(EXIT_FAILED);
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/workspace.ts
 // The folders a restore works in. The data directory is the restored cluster; beside it
 // pitr keeps its run folder (server log, authentication file, the restore_command helper)
 // and, when the backup has tablespaces, their copies. The server's socket gets a folder of
 // its own under the system temp folder, since a socket path may not exceed 107 bytes.
+
+
 
 
 
@@ -48833,12 +50181,14 @@ async function prepareWorkspace(requested, account) {
     // account cannot read (under /root, say): it gets a copy of its own.
     const walFetchScript = external_node_path_namespaceObject.join(runDirectory, 'wal-fetch.mjs');
     await external_node_fs_namespaceObject.promises.copyFile(locateWalFetchScript(), walFetchScript);
+    const walFetchShell = external_node_path_namespaceObject.join(runDirectory, 'wal-fetch.sh');
+    await external_node_fs_namespaceObject.promises.writeFile(walFetchShell, shellFrontScript(process.execPath, walFetchScript, quoteShellWord));
     // Trust over a socket in a folder only the server account and root can enter.
     const hbaFile = external_node_path_namespaceObject.join(runDirectory, 'pg_hba.conf');
     await external_node_fs_namespaceObject.promises.writeFile(hbaFile, '# pitr: local connections over the private socket folder only\nlocal all all trust\n');
     const logFile = external_node_path_namespaceObject.join(runDirectory, 'postgres.log');
     await external_node_fs_namespaceObject.promises.writeFile(logFile, '');
-    for (const file of [walFetchScript, hbaFile, logFile]) {
+    for (const file of [walFetchScript, walFetchShell, hbaFile, logFile]) {
         if (account.switchUser)
             await external_node_fs_namespaceObject.promises.chown(file, account.uid, account.gid);
     }
@@ -48850,6 +50200,7 @@ async function prepareWorkspace(requested, account) {
         logFile,
         hbaFile,
         walFetchScript,
+        walFetchShell,
     };
 }
 /**
@@ -48901,6 +50252,7 @@ async function checkServerAccountAccess(workspace, account, archive) {
 
 
 
+
 const SERVER_PORT = 5432;
 function secondsSince(start) {
     return Math.round((Date.now() - start) / 100) / 10;
@@ -48911,7 +50263,7 @@ async function readLabel(dataDirectory) {
     return text === undefined ? undefined : parseBackupLabel(text, file);
 }
 function restoreCommand(workspace, archive) {
-    const words = [process.execPath, workspace.walFetchScript, archive ? external_node_path_namespaceObject.resolve(archive) : ''];
+    const words = ['/bin/sh', workspace.walFetchShell, archive ? external_node_path_namespaceObject.resolve(archive) : ''];
     return `${words.map((w) => escapePercent(quoteShellWord(w))).join(' ')} %f %p`;
 }
 function startServerArgs(major, request, workspace, archive) {
@@ -49096,21 +50448,32 @@ async function checkInputFolders(request) {
     }
 }
 /** Restores the backup to the target and proves it; throws a PitrError on any failure. */
-async function restore(request) {
+async function restore(request, report = newReport(describeTarget(request.target))) {
     const started = Date.now();
     await checkInputFolders(request);
     const account = await resolveServerAccount(request.osUser);
     const source = await locateBackup(request.baseBackup);
+    report.backup = { path: external_node_path_namespaceObject.resolve(request.baseBackup), format: source.kind };
     const workspace = await prepareWorkspace(request.dataDirectory, account);
+    report.dataDirectory = workspace.dataDirectory;
+    report.runDirectory = workspace.runDirectory;
     log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
     // Before the copy, which may take long: the server account must reach all of it.
     await checkServerAccountAccess(workspace, account, request.walArchive);
     const copyStart = Date.now();
     const copied = await materializeBackup(source, workspace.dataDirectory, workspace.tablespaceRoot, account);
+    report.steps.copy = secondsSince(copyStart);
     log.info(`${source.kind === 'directory' ? 'Copied' : 'Extracted'} the base backup: ${copied.files} files, ${(copied.bytes / 1048576).toFixed(1)} MB in ${secondsSince(copyStart)} s.`);
     const major = await readMajorVersion(workspace.dataDirectory);
     const control = await checkControlMatchesVersion(workspace.dataDirectory, major);
     const label = await readLabel(workspace.dataDirectory);
+    Object.assign(report.backup, {
+        major,
+        systemIdentifier: control.systemIdentifier.toString(),
+        startTime: label?.startTime,
+        startLsn: label ? formatLsn(label.startLsn) : undefined,
+        timeline: label?.startTimeline ?? control.checkpointTimeline,
+    });
     if (label?.incrementalFromLsn) {
         throw new PitrError('BACKUP_INCREMENTAL', `The backup is incremental (backup_label says INCREMENTAL FROM LSN ${label.incrementalFromLsn}, timeline ${label.incrementalFromTimeline ?? '?'}): it holds only what changed since an earlier backup, and the server cannot start from it alone.`, [
             'Combine it with its chain first: pg_combinebackup full incr1 ... -o combined, then restore the combined folder.',
@@ -49130,12 +50493,18 @@ async function restore(request) {
         allowDownload: request.postgresDownload,
         account,
     });
-    log.info(`PostgreSQL ${install.version} ready (${install.source}) in ${secondsSince(installStart)} s.`);
+    report.steps.install = secondsSince(installStart);
+    report.postgres = { version: install.version, bin: install.bin, source: install.source };
+    log.info(`PostgreSQL ${install.version} ready (${install.source}) in ${report.steps.install} s.`);
+    const preflightStart = Date.now();
     const manifests = [
         external_node_path_namespaceObject.join(workspace.dataDirectory, 'backup_manifest'),
         ...(source.kind === 'tar' ? [external_node_path_namespaceObject.join(source.directory, 'backup_manifest')] : []),
     ];
     const plan = await planArchive(request, workspace.dataDirectory, manifests, control, major, label);
+    report.steps.preflight = secondsSince(preflightStart);
+    if (plan.window)
+        report.window = describeWindow(plan.window);
     const { recovery, server: serverConf } = startServerArgs(major, request, workspace, request.walArchive);
     const recoveryArgs = await writeRecoveryConfiguration(major, recovery, workspace, account);
     log.info(`Starting PostgreSQL ${install.version} to recover to ${describeTarget(request.target)}.`);
@@ -49149,12 +50518,28 @@ async function restore(request) {
         socketDirectory: workspace.socketDirectory,
         port: SERVER_PORT,
     });
+    let keepSocket = false;
     try {
         await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
         log.info(`Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`);
         checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
+        report.steps.replay = secondsSince(replayStart);
+        report.logFile = workspace.logFile;
         const position = await finishRestoredCluster(server);
-        const checks = await verify(server, request.verifyQueries);
+        report.recovery = {
+            stopLine: server.log.stop?.text,
+            recoveredLsn: position.lsn,
+            recoveredTime: position.time,
+            timeline: server.log.newTimeline,
+            filesRestored: server.log.restoredFiles.length,
+            seconds: report.steps.replay,
+        };
+        const checksStart = Date.now();
+        const checks = await verifyRestore(server, request, {
+            workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
+        });
+        report.checks = checks;
+        report.steps.checks = secondsSince(checksStart);
         const stopped = await server.stop();
         const after = await readControlFile(workspace.dataDirectory);
         const timeline = server.log.newTimeline ?? after.checkpointTimeline;
@@ -49166,6 +50551,21 @@ async function restore(request) {
             error.logTail = server.log.tail();
             throw error;
         }
+        report.recovery.timeline = timeline;
+        if (request.keepRunning) {
+            report.connection = await startForLaterSteps({
+                bin: install.bin,
+                dataDirectory: workspace.dataDirectory,
+                account,
+                settings: serverConf,
+                logFile: workspace.logFile,
+                socketDirectory: workspace.socketDirectory,
+                port: SERVER_PORT,
+            });
+            keepSocket = true;
+            log.info(`The restored server keeps running for later steps: ${report.connection.uri}`);
+        }
+        report.durationSeconds = secondsSince(started);
         return {
             recoveredLsn: position.lsn,
             recoveredTime: position.time,
@@ -49174,9 +50574,10 @@ async function restore(request) {
             postgresBin: install.bin,
             dataDirectory: workspace.dataDirectory,
             logFile: workspace.logFile,
-            durationSeconds: secondsSince(started),
+            durationSeconds: report.durationSeconds,
             stopLine: server.log.stop?.text,
             checks,
+            connection: report.connection,
         };
     }
     catch (error) {
@@ -49191,30 +50592,61 @@ async function restore(request) {
     finally {
         if (server.running)
             await server.stop();
-        await external_node_fs_namespaceObject.promises.rm(workspace.socketDirectory, { recursive: true, force: true });
+        if (!keepSocket)
+            await external_node_fs_namespaceObject.promises.rm(workspace.socketDirectory, { recursive: true, force: true });
     }
 }
 
 ;// CONCATENATED MODULE: ./src/summary.ts
 // The job summary: what was restored, to where, and the proof, readable in the GitHub UI.
 
-
 /** Table cells are HTML: a query's < or & must show as written. */
 function escapeHtml(text) {
     return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
-async function writeSummary({ request, result, error }) {
+function seconds(ms) {
+    return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+async function writeSummary(report) {
     if (!process.env.GITHUB_STEP_SUMMARY)
         return;
-    const summary = summary_summary.addHeading(error ? 'pitr: restore failed' : 'pitr: restore succeeded', 2);
+    const summary = summary_summary.addHeading(report.error ? `pitr: restore failed (${report.error.code})` : 'pitr: restore succeeded', 2);
     const rows = [];
-    if (request) {
-        rows.push(['Base backup', request.baseBackup], ['WAL archive', request.walArchive ?? '(none)']);
-        rows.push(['Target', describeTarget(request.target)]);
+    const backup = report.backup;
+    if (backup) {
+        rows.push(['Base backup', `${backup.path} (${backup.format})`]);
+        if (backup.major)
+            rows.push([
+                'Backup',
+                `PostgreSQL ${backup.major}, system ${backup.systemIdentifier ?? '?'}, started ${backup.startTime ?? '?'} at ${backup.startLsn ?? '?'} on timeline ${backup.timeline ?? '?'}`,
+            ]);
     }
-    if (result) {
-        rows.push(['Recovered to', result.stopLine ?? `end of WAL at ${result.recoveredLsn}`], ['Recovered LSN', result.recoveredLsn], ['Last transaction', result.recoveredTime || '(none replayed)'], ['Timeline', String(result.timeline)], ['PostgreSQL', `${result.postgresVersion} (${result.postgresBin})`], ['Data directory', result.dataDirectory], ['Duration', `${result.durationSeconds} s`]);
+    rows.push(['Target', report.target]);
+    if (report.recovery) {
+        rows.push([
+            'Recovered to',
+            report.recovery.stopLine ?? `end of WAL at ${report.recovery.recoveredLsn ?? '?'}`,
+        ]);
+        rows.push(['Last replayed commit', report.recovery.recoveredTime || '(none replayed)']);
+        if (report.recovery.timeline)
+            rows.push(['New timeline', String(report.recovery.timeline)]);
     }
+    if (report.window)
+        rows.push(['Reachable window', report.window]);
+    if (report.postgres)
+        rows.push([
+            'PostgreSQL',
+            `${report.postgres.version} (${report.postgres.source}: ${report.postgres.bin})`,
+        ]);
+    if (report.dataDirectory)
+        rows.push(['Data directory', report.dataDirectory]);
+    if (report.connection)
+        rows.push(['Running for later steps', report.connection.uri]);
+    const steps = Object.entries(report.steps)
+        .map(([step, s]) => `${step} ${s} s`)
+        .join(', ');
+    if (report.durationSeconds !== undefined || steps)
+        rows.push(['Duration', `${report.durationSeconds ?? '?'} s (${steps})`]);
     summary.addTable([
         [
             { data: 'Item', header: true },
@@ -49222,31 +50654,42 @@ async function writeSummary({ request, result, error }) {
         ],
         ...rows.map(([item, value]) => [item, escapeHtml(value)]),
     ]);
-    if (result && result.checks.length > 0) {
-        summary.addHeading('Verification queries', 3);
+    if (report.checks.length > 0) {
+        const passed = report.checks.filter((c) => c.passed).length;
+        summary.addHeading(`Checks: ${passed} of ${report.checks.length} passed`, 3);
         summary.addTable([
             [
-                { data: 'Query', header: true },
+                { data: 'Check', header: true },
+                { data: 'Where', header: true },
                 { data: 'Result', header: true },
-                { data: 'ms', header: true },
+                { data: 'Time', header: true },
             ],
-            ...result.checks.map((c) => [
-                escapeHtml(c.statement),
-                c.passed ? 'passed' : escapeHtml(`failed: ${c.detail}`),
-                String(c.durationMs),
+            ...report.checks.map((c) => [
+                escapeHtml(c.name),
+                escapeHtml(c.file ? `${c.file}:${c.line}` : c.kind),
+                c.skipped
+                    ? `skipped: ${escapeHtml(c.skipped)}`
+                    : c.passed
+                        ? '✅ passed'
+                        : `❌ ${escapeHtml(c.detail ?? 'failed')}`,
+                seconds(c.durationMs),
             ]),
         ]);
     }
-    if (error) {
-        summary.addRaw(`\n**${error.code}**: ${escapeHtml(error.message)}\n\n`);
-        if (error.hints.length)
-            summary.addList(error.hints);
+    if (report.error) {
+        summary.addHeading('Error', 3);
+        summary.addRaw(`<p><b>${report.error.code}</b>: ${escapeHtml(report.error.message)}</p>`, true);
+        if (report.error.hints.length)
+            summary.addList(report.error.hints.map(escapeHtml));
+        if (report.error.logTail?.length) {
+            summary.addDetails('Server log (last lines)', `<pre>${escapeHtml(report.error.logTail.join('\n'))}</pre>`);
+        }
     }
     await summary.write();
 }
 
 ;// CONCATENATED MODULE: ./src/main.ts
-// The GitHub Action: inputs in, one restore, outputs and a job summary out.
+// The GitHub Action: inputs in, one restore, outputs, annotations and a job summary out.
 
 
 
@@ -49254,6 +50697,25 @@ async function writeSummary({ request, result, error }) {
 
 
 
+
+
+/** Each failed check from a file is annotated on its statement's lines. */
+function annotateChecks(checks) {
+    const workspace = process.env.GITHUB_WORKSPACE || process.cwd();
+    for (const check of checks) {
+        if (check.passed || check.skipped)
+            continue;
+        const properties = { title: `pitr check failed: ${check.name}` };
+        if (check.file) {
+            properties.file = external_node_path_namespaceObject.isAbsolute(check.file)
+                ? external_node_path_namespaceObject.relative(workspace, check.file)
+                : check.file;
+            properties.startLine = check.line;
+            properties.endLine = check.endLine;
+        }
+        core_error(check.detail ?? 'failed', properties);
+    }
+}
 async function run() {
     setLogger({
         info: (message) => info(message),
@@ -49266,26 +50728,44 @@ async function run() {
             endGroup();
         },
     });
-    let request;
+    let report = newReport('');
     try {
-        request = buildRequest((name) => getInput(name));
-        const result = await restore(request);
+        const request = buildRequest((name) => getInput(name));
+        report = newReport(describeTarget(request.target));
+        const result = await restore(request, report);
         for (const [name, value] of Object.entries(successOutputs(result)))
             setOutput(name, value);
-        await writeSummary({ request, result });
+        if (result.connection) {
+            // The post step stops the kept server at the end of the job.
+            saveState('kept-server', JSON.stringify(result.connection));
+            setOutput('connection-uri', result.connection.uri);
+            setOutput('host', result.connection.host);
+            setOutput('port', String(result.connection.port));
+            setOutput('user', result.connection.user);
+        }
     }
     catch (thrown) {
         const error = asPitrError(thrown);
+        recordError(report, error);
         for (const [name, value] of Object.entries(failureOutputs(error)))
             setOutput(name, value);
+        if (error.checks)
+            annotateChecks(error.checks);
         if (error.logTail?.length) {
             startGroup('Server log (last lines)');
             for (const line of error.logTail)
                 info(line);
             endGroup();
         }
-        await writeSummary({ request, error }).catch(() => undefined);
-        setFailed(describeError(error, false));
+        core_error(describeError(error, false), { title: `pitr ${error.code}` });
+        process.exitCode = 1;
+    }
+    try {
+        setOutput('summary-json', await writeReportFile(report));
+        await writeSummary(report);
+    }
+    catch (error) {
+        warning(`Could not write the job summary or report: ${error.message}`);
     }
 }
 void run();

@@ -1,5 +1,5 @@
-// Builds the three bundles in dist/: the action (dist/index.js), the CLI
-// (dist/cli/index.js) and the restore_command helper (dist/wal-fetch/index.js), which is
+// Builds the bundles in dist/: the action (dist/index.js) and its post step
+// (dist/post/index.js), the CLI (dist/cli/index.js) and the restore_command helper (dist/wal-fetch/index.js), which is
 // bundled apart so that the server can start it once per segment at little cost.
 // The bundles are built beside dist/ and swapped in at the end, so that a restore running
 // from dist/ meanwhile never finds it half-written.
@@ -11,6 +11,7 @@ const builds = [
   ['src/main.ts', ''],
   ['src/cli.ts', '/cli'],
   ['src/wal-fetch.ts', '/wal-fetch'],
+  ['src/post.ts', '/post'],
 ];
 rmSync(staging, { recursive: true, force: true });
 for (const [entry, out] of builds) {

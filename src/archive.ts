@@ -6,6 +6,7 @@
 import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { createGunzip } from 'node:zlib';
+import { pipeline } from 'node:stream/promises';
 import { PitrError } from './errors.js';
 import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumberOf } from './wal-names.js';
 
@@ -71,11 +72,14 @@ export interface TimelineSpan {
   end?: bigint;
 }
 
-async function readPossiblyCompressed(file: string): Promise<string> {
+/** A small file's text, gunzipped when its name ends in .gz; rejects when it cannot be read. */
+export async function readPossiblyCompressed(file: string): Promise<string> {
   if (!file.endsWith('.gz')) return fs.readFile(file, 'utf8');
+  // pipeline, unlike pipe, passes a read error on to the caller instead of throwing it.
   const chunks: Buffer[] = [];
-  for await (const chunk of createReadStream(file).pipe(createGunzip()))
-    chunks.push(chunk as Buffer);
+  await pipeline(createReadStream(file), createGunzip(), async (source: AsyncIterable<Buffer>) => {
+    for await (const chunk of source) chunks.push(chunk);
+  });
   return Buffer.concat(chunks).toString('utf8');
 }
 

@@ -3,9 +3,8 @@
 // archives at the end of every backup (<segment>.<offset>.backup), and, for pg_basebackup
 // from 13 on, in backup_manifest's WAL-Ranges.
 
-import { createReadStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { createGunzip } from 'node:zlib';
+import { readPossiblyCompressed } from './archive.js';
 import type { BackupLabel } from './backup-label.js';
 import { isLsn, parseLsn } from './wal-names.js';
 
@@ -19,11 +18,7 @@ export interface BackupEnd {
 
 async function readText(file: string): Promise<string | undefined> {
   try {
-    if (!file.endsWith('.gz')) return await fs.readFile(file, 'utf8');
-    const chunks: Buffer[] = [];
-    for await (const chunk of createReadStream(file).pipe(createGunzip()))
-      chunks.push(chunk as Buffer);
-    return Buffer.concat(chunks).toString('utf8');
+    return await readPossiblyCompressed(file);
   } catch {
     return undefined;
   }

@@ -5,7 +5,9 @@
 
 import { asPitrError, describeError, PitrError } from './errors.js';
 import { failureOutputs, successOutputs } from './outputs.js';
-import { buildRequest, INPUT_NAMES, type InputName } from './request.js';
+import { newReport, recordError, writeReportFile } from './report.js';
+import { buildRequest, describeTarget, INPUT_NAMES, type InputName } from './request.js';
+import type { CheckReport } from './verification.js';
 import { restore } from './restore.js';
 
 const USAGE = `Usage: pitr --base-backup PATH [--wal-archive DIR] [target] [options]
@@ -29,6 +31,13 @@ Options:
   --postgres-download BOOL     download a missing server through npm (default true)
   --os-user NAME               account the server runs as when pitr is root (postgres)
   --verify-query SQL           a query that must return true (repeatable)
+  --verify-sql FILES           check files or globs, one per line (see README)
+  --database NAME              database the checks run in (postgres)
+  --check-recovery-point BOOL  the server's stop record matches the target (true)
+  --check-indexes BOOL         amcheck every B-tree index (true)
+  --check-heap BOOL            amcheck verify_heapam every table, 14+ (false)
+  --check-read-all BOOL        read every table, TOAST included (true)
+  --keep-running BOOL          leave the server running; prints how to stop it (false)
   --timeout SECONDS            how long recovery may take (3600)
   --json                       print the outputs as one JSON object on stdout
   --help                       show this text
@@ -78,8 +87,22 @@ export function parseArgs(argv: string[]): ParsedArgs {
   return { values, json, help };
 }
 
+/** One line per check on stderr, failures with what they returned. */
+function writeChecks(checks: CheckReport[]): void {
+  for (const check of checks) {
+    const where = check.file ? `${check.file}:${check.line} ` : '';
+    const result = check.skipped
+      ? `skipped (${check.skipped})`
+      : check.passed
+        ? 'passed'
+        : `FAILED: ${check.detail}`;
+    process.stderr.write(`  check ${where}${check.name}: ${result} (${check.durationMs} ms)\n`);
+  }
+}
+
 async function main(): Promise<number> {
   let json = process.argv.includes('--json');
+  let report = newReport('');
   try {
     const args = parseArgs(process.argv.slice(2));
     json = args.json;
@@ -88,19 +111,38 @@ async function main(): Promise<number> {
       return 0;
     }
     const request = buildRequest((name) => args.values.get(name) ?? '');
-    const result = await restore(request);
+    report = newReport(describeTarget(request.target));
+    const result = await restore(request, report);
     process.stderr.write(
       `pitr: restored to ${result.stopLine ?? `the end of the archive at ${result.recoveredLsn}`} in ${result.durationSeconds} s; data directory ${result.dataDirectory}.\n`,
     );
-    if (json) process.stdout.write(`${JSON.stringify(successOutputs(result), null, 2)}\n`);
+    writeChecks(result.checks);
+    if (result.connection) {
+      process.stderr.write(
+        `pitr: the server keeps running at ${result.connection.uri}\n  stop it with: ${result.connection.stop}\n`,
+      );
+    }
+    const reportFile = await writeReportFile(report);
+    if (json) {
+      const outputs = { ...successOutputs(result), 'summary-json': reportFile, report };
+      process.stdout.write(`${JSON.stringify(outputs, null, 2)}\n`);
+    }
     return 0;
   } catch (thrown) {
     const error = asPitrError(thrown);
+    recordError(report, error);
+    if (error.checks) writeChecks(error.checks);
     process.stderr.write(`pitr: ${describeError(error)}\n`);
-    if (json)
-      process.stdout.write(
-        `${JSON.stringify({ ...failureOutputs(error), hints: error.hints }, null, 2)}\n`,
-      );
+    const reportFile = await writeReportFile(report).catch(() => undefined);
+    if (json) {
+      const outputs = {
+        ...failureOutputs(error),
+        hints: error.hints,
+        'summary-json': reportFile,
+        report,
+      };
+      process.stdout.write(`${JSON.stringify(outputs, null, 2)}\n`);
+    }
     return 1;
   }
 }

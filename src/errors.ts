@@ -32,6 +32,8 @@ export class PitrError extends Error {
   logTail?: string[];
   /** The whole server log, when the server was started. */
   logFile?: string;
+  /** Every check's result, when verification ran (VERIFY_FAILED). */
+  checks?: import('./verification.js').CheckReport[];
 
   constructor(code: ErrorCode, message: string, hints: string[] = [], options?: ErrorOptions) {
     super(message, options);

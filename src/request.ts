@@ -28,6 +28,14 @@ export interface RestoreRequest {
   postgresDownload: boolean;
   osUser: string;
   verifyQueries: string[];
+  /** verify-sql: newline-separated paths or globs of check files, relative to the workspace. */
+  verifySql: string;
+  database: string;
+  checkRecoveryPoint: boolean;
+  checkIndexes: boolean;
+  checkHeap: boolean;
+  checkReadAll: boolean;
+  keepRunning: boolean;
   timeoutSeconds: number;
 }
 
@@ -48,6 +56,13 @@ export const INPUT_NAMES = [
   'postgres-download',
   'os-user',
   'verify-query',
+  'verify-sql',
+  'database',
+  'check-recovery-point',
+  'check-indexes',
+  'check-heap',
+  'check-read-all',
+  'keep-running',
   'timeout',
 ] as const;
 
@@ -262,6 +277,13 @@ export function buildRequest(read: InputReader): RestoreRequest {
     postgresDownload: parseBoolean('postgres-download', read('postgres-download'), true),
     osUser: read('os-user').trim() || 'postgres',
     verifyQueries: verifyText.trim() === '' ? [] : splitStatements(verifyText),
+    verifySql: read('verify-sql').trim(),
+    database: read('database').trim() || 'postgres',
+    checkRecoveryPoint: parseBoolean('check-recovery-point', read('check-recovery-point'), true),
+    checkIndexes: parseBoolean('check-indexes', read('check-indexes'), true),
+    checkHeap: parseBoolean('check-heap', read('check-heap'), false),
+    checkReadAll: parseBoolean('check-read-all', read('check-read-all'), true),
+    keepRunning: parseBoolean('keep-running', read('keep-running'), false),
     timeoutSeconds: parseTimeout(read('timeout')),
   };
 }

@@ -21,9 +21,10 @@ import {
   serverSettings,
 } from './recovery-config.js';
 import { describeTarget, type RestoreRequest } from './request.js';
-import { RunningServer } from './server.js';
+import { RunningServer, startForLaterSteps, type KeptServer } from './server.js';
+import { newReport, type RestoreReport } from './report.js';
 import { checkControlMatchesVersion, resolvePostgres } from './install.js';
-import { verify, type CheckResult } from './verify.js';
+import { verifyRestore, type CheckReport } from './verification.js';
 import { checkServerAccountAccess, prepareWorkspace, type Workspace } from './workspace.js';
 import {
   formatLsn,
@@ -45,7 +46,9 @@ export interface RestoreResult {
   durationSeconds: number;
   /** The server's own line saying where it stopped, when a target was set. */
   stopLine?: string;
-  checks: CheckResult[];
+  checks: CheckReport[];
+  /** Set with keep-running: how later steps reach the server, and how to stop it. */
+  connection?: KeptServer;
 }
 
 const SERVER_PORT = 5432;
@@ -61,7 +64,7 @@ async function readLabel(dataDirectory: string): Promise<BackupLabel | undefined
 }
 
 function restoreCommand(workspace: Workspace, archive: string | undefined): string {
-  const words = [process.execPath, workspace.walFetchScript, archive ? path.resolve(archive) : ''];
+  const words = ['/bin/sh', workspace.walFetchShell, archive ? path.resolve(archive) : ''];
   return `${words.map((w) => escapePercent(quoteShellWord(w))).join(' ')} %f %p`;
 }
 
@@ -325,12 +328,18 @@ async function checkInputFolders(request: RestoreRequest): Promise<void> {
 }
 
 /** Restores the backup to the target and proves it; throws a PitrError on any failure. */
-export async function restore(request: RestoreRequest): Promise<RestoreResult> {
+export async function restore(
+  request: RestoreRequest,
+  report: RestoreReport = newReport(describeTarget(request.target)),
+): Promise<RestoreResult> {
   const started = Date.now();
   await checkInputFolders(request);
   const account = await resolveServerAccount(request.osUser);
   const source = await locateBackup(request.baseBackup);
+  report.backup = { path: path.resolve(request.baseBackup), format: source.kind };
   const workspace = await prepareWorkspace(request.dataDirectory, account);
+  report.dataDirectory = workspace.dataDirectory;
+  report.runDirectory = workspace.runDirectory;
   log.info(`Restoring into ${workspace.dataDirectory} (server runs as ${account.name}).`);
   // Before the copy, which may take long: the server account must reach all of it.
   await checkServerAccountAccess(workspace, account, request.walArchive);
@@ -342,6 +351,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     workspace.tablespaceRoot,
     account,
   );
+  report.steps.copy = secondsSince(copyStart);
   log.info(
     `${source.kind === 'directory' ? 'Copied' : 'Extracted'} the base backup: ${copied.files} files, ${(copied.bytes / 1048576).toFixed(1)} MB in ${secondsSince(copyStart)} s.`,
   );
@@ -349,6 +359,13 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
   const major = await readMajorVersion(workspace.dataDirectory);
   const control = await checkControlMatchesVersion(workspace.dataDirectory, major);
   const label = await readLabel(workspace.dataDirectory);
+  Object.assign(report.backup, {
+    major,
+    systemIdentifier: control.systemIdentifier.toString(),
+    startTime: label?.startTime,
+    startLsn: label ? formatLsn(label.startLsn) : undefined,
+    timeline: label?.startTimeline ?? control.checkpointTimeline,
+  });
   if (label?.incrementalFromLsn) {
     throw new PitrError(
       'BACKUP_INCREMENTAL',
@@ -376,9 +393,10 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     allowDownload: request.postgresDownload,
     account,
   });
-  log.info(
-    `PostgreSQL ${install.version} ready (${install.source}) in ${secondsSince(installStart)} s.`,
-  );
+  report.steps.install = secondsSince(installStart);
+  report.postgres = { version: install.version, bin: install.bin, source: install.source };
+  log.info(`PostgreSQL ${install.version} ready (${install.source}) in ${report.steps.install} s.`);
+  const preflightStart = Date.now();
   const manifests = [
     path.join(workspace.dataDirectory, 'backup_manifest'),
     ...(source.kind === 'tar' ? [path.join(source.directory, 'backup_manifest')] : []),
@@ -391,6 +409,8 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     major,
     label,
   );
+  report.steps.preflight = secondsSince(preflightStart);
+  if (plan.window) report.window = describeWindow(plan.window);
 
   const { recovery, server: serverConf } = startServerArgs(
     major,
@@ -414,6 +434,7 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     port: SERVER_PORT,
   });
 
+  let keepSocket = false;
   try {
     await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
     log.info(
@@ -421,8 +442,24 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     );
     checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
 
+    report.steps.replay = secondsSince(replayStart);
+    report.logFile = workspace.logFile;
     const position = await finishRestoredCluster(server);
-    const checks = await verify(server, request.verifyQueries);
+    report.recovery = {
+      stopLine: server.log.stop?.text,
+      recoveredLsn: position.lsn,
+      recoveredTime: position.time,
+      timeline: server.log.newTimeline,
+      filesRestored: server.log.restoredFiles.length,
+      seconds: report.steps.replay,
+    };
+
+    const checksStart = Date.now();
+    const checks = await verifyRestore(server, request, {
+      workspace: process.env.GITHUB_WORKSPACE || process.cwd(),
+    });
+    report.checks = checks;
+    report.steps.checks = secondsSince(checksStart);
 
     const stopped = await server.stop();
     const after = await readControlFile(workspace.dataDirectory);
@@ -441,7 +478,23 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
       error.logTail = server.log.tail();
       throw error;
     }
+    report.recovery.timeline = timeline;
 
+    if (request.keepRunning) {
+      report.connection = await startForLaterSteps({
+        bin: install.bin,
+        dataDirectory: workspace.dataDirectory,
+        account,
+        settings: serverConf,
+        logFile: workspace.logFile,
+        socketDirectory: workspace.socketDirectory,
+        port: SERVER_PORT,
+      });
+      keepSocket = true;
+      log.info(`The restored server keeps running for later steps: ${report.connection.uri}`);
+    }
+
+    report.durationSeconds = secondsSince(started);
     return {
       recoveredLsn: position.lsn,
       recoveredTime: position.time,
@@ -450,9 +503,10 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
       postgresBin: install.bin,
       dataDirectory: workspace.dataDirectory,
       logFile: workspace.logFile,
-      durationSeconds: secondsSince(started),
+      durationSeconds: report.durationSeconds,
       stopLine: server.log.stop?.text,
       checks,
+      connection: report.connection,
     };
   } catch (error) {
     // The server log explains server failures; a failed query or input is its own evidence.
@@ -462,6 +516,6 @@ export async function restore(request: RestoreRequest): Promise<RestoreResult> {
     throw error;
   } finally {
     if (server.running) await server.stop();
-    await fs.rm(workspace.socketDirectory, { recursive: true, force: true });
+    if (!keepSocket) await fs.rm(workspace.socketDirectory, { recursive: true, force: true });
   }
 }

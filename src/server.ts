@@ -2,7 +2,8 @@
 // itself rather than through pg_ctl so that it holds the process: it sees the exit at
 // once when startup fails, reads the log as it is written, and stops it with a signal.
 
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createWriteStream, type WriteStream } from 'node:fs';
 import * as path from 'node:path';
 import { createInterface } from 'node:readline';
@@ -10,6 +11,9 @@ import pg from 'pg';
 import type { ServerAccount } from './os-user.js';
 import { spawnIdentity } from './os-user.js';
 import { RecoveryLog } from './server-log.js';
+import { commandLineSettings, quoteShellWord } from './recovery-config.js';
+
+const execFileAsync = promisify(execFile);
 
 export interface ServerOptions {
   bin: string;
@@ -122,4 +126,84 @@ export class RunningServer {
     clearTimeout(timer);
     return { clean: exit.code === 0 };
   }
+}
+
+export interface KeptServer {
+  /** A libpq connection URI over the private socket. */
+  uri: string;
+  host: string;
+  port: number;
+  user: string;
+  /** The command that stops the server cleanly. */
+  stop: string;
+  dataDirectory: string;
+  bin: string;
+  uid?: number;
+  gid?: number;
+}
+
+/**
+ * Starts the restored, promoted cluster again with pg_ctl, which detaches it from pitr, so
+ * that later steps of the job (tests, pg_dump, a schema diff) can use it. It listens on the
+ * same private socket only, with archiving off, and runs until stopKeptServer().
+ */
+export async function startForLaterSteps(options: {
+  bin: string;
+  dataDirectory: string;
+  account: ServerAccount;
+  settings: [string, string][];
+  logFile: string;
+  socketDirectory: string;
+  port: number;
+}): Promise<KeptServer> {
+  // pg_ctl hands -o to /bin/sh, so every word is quoted for it.
+  const serverOptions = commandLineSettings(options.settings).map(quoteShellWord).join(' ');
+  const pgCtl = path.join(options.bin, 'pg_ctl');
+  await execFileAsync(
+    pgCtl,
+    [
+      'start',
+      '-w',
+      '-t',
+      '120',
+      '-D',
+      options.dataDirectory,
+      '-l',
+      options.logFile,
+      '-o',
+      serverOptions,
+    ],
+    {
+      ...spawnIdentity(options.account),
+      cwd: options.dataDirectory,
+      env: { ...process.env, LC_MESSAGES: 'C' },
+    },
+  );
+  const stopCommand = `${quoteShellWord(pgCtl)} stop -m fast -D ${quoteShellWord(options.dataDirectory)}`;
+  return {
+    uri: `postgresql://postgres@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
+    host: options.socketDirectory,
+    port: options.port,
+    user: 'postgres',
+    stop: options.account.switchUser
+      ? `runuser -u ${options.account.name} -- ${stopCommand}`
+      : stopCommand,
+    dataDirectory: options.dataDirectory,
+    bin: options.bin,
+    ...spawnIdentity(options.account),
+  };
+}
+
+/** Stops a server left running by startForLaterSteps: a fast shutdown, then its socket folder. */
+export async function stopKeptServer(kept: KeptServer): Promise<void> {
+  const identity =
+    kept.uid !== undefined && kept.gid !== undefined ? { uid: kept.uid, gid: kept.gid } : {};
+  await execFileAsync(
+    path.join(kept.bin, 'pg_ctl'),
+    ['stop', '-m', 'fast', '-w', '-D', kept.dataDirectory],
+    {
+      ...identity,
+      cwd: '/',
+    },
+  );
 }

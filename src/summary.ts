@@ -1,43 +1,57 @@
 // The job summary: what was restored, to where, and the proof, readable in the GitHub UI.
 
 import * as core from '@actions/core';
-import type { PitrError } from './errors.js';
-import { describeTarget, type RestoreRequest } from './request.js';
-import type { RestoreResult } from './restore.js';
+import type { RestoreReport } from './report.js';
 
 /** Table cells are HTML: a query's < or & must show as written. */
 function escapeHtml(text: string): string {
   return text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
 }
 
-interface SummaryInput {
-  request?: RestoreRequest;
-  result?: RestoreResult;
-  error?: PitrError;
+function seconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${(ms / 1000).toFixed(1)} s`;
 }
 
-export async function writeSummary({ request, result, error }: SummaryInput): Promise<void> {
+export async function writeSummary(report: RestoreReport): Promise<void> {
   if (!process.env.GITHUB_STEP_SUMMARY) return;
   const summary = core.summary.addHeading(
-    error ? 'pitr: restore failed' : 'pitr: restore succeeded',
+    report.error ? `pitr: restore failed (${report.error.code})` : 'pitr: restore succeeded',
     2,
   );
+
   const rows: [string, string][] = [];
-  if (request) {
-    rows.push(['Base backup', request.baseBackup], ['WAL archive', request.walArchive ?? '(none)']);
-    rows.push(['Target', describeTarget(request.target)]);
+  const backup = report.backup;
+  if (backup) {
+    rows.push(['Base backup', `${backup.path} (${backup.format})`]);
+    if (backup.major)
+      rows.push([
+        'Backup',
+        `PostgreSQL ${backup.major}, system ${backup.systemIdentifier ?? '?'}, started ${backup.startTime ?? '?'} at ${backup.startLsn ?? '?'} on timeline ${backup.timeline ?? '?'}`,
+      ]);
   }
-  if (result) {
-    rows.push(
-      ['Recovered to', result.stopLine ?? `end of WAL at ${result.recoveredLsn}`],
-      ['Recovered LSN', result.recoveredLsn],
-      ['Last transaction', result.recoveredTime || '(none replayed)'],
-      ['Timeline', String(result.timeline)],
-      ['PostgreSQL', `${result.postgresVersion} (${result.postgresBin})`],
-      ['Data directory', result.dataDirectory],
-      ['Duration', `${result.durationSeconds} s`],
-    );
+  rows.push(['Target', report.target]);
+  if (report.recovery) {
+    rows.push([
+      'Recovered to',
+      report.recovery.stopLine ?? `end of WAL at ${report.recovery.recoveredLsn ?? '?'}`,
+    ]);
+    rows.push(['Last replayed commit', report.recovery.recoveredTime || '(none replayed)']);
+    if (report.recovery.timeline) rows.push(['New timeline', String(report.recovery.timeline)]);
   }
+  if (report.window) rows.push(['Reachable window', report.window]);
+  if (report.postgres)
+    rows.push([
+      'PostgreSQL',
+      `${report.postgres.version} (${report.postgres.source}: ${report.postgres.bin})`,
+    ]);
+  if (report.dataDirectory) rows.push(['Data directory', report.dataDirectory]);
+  if (report.connection) rows.push(['Running for later steps', report.connection.uri]);
+  const steps = Object.entries(report.steps)
+    .map(([step, s]) => `${step} ${s} s`)
+    .join(', ');
+  if (report.durationSeconds !== undefined || steps)
+    rows.push(['Duration', `${report.durationSeconds ?? '?'} s (${steps})`]);
+
   summary.addTable([
     [
       { data: 'Item', header: true },
@@ -45,24 +59,40 @@ export async function writeSummary({ request, result, error }: SummaryInput): Pr
     ],
     ...rows.map(([item, value]) => [item, escapeHtml(value)]),
   ]);
-  if (result && result.checks.length > 0) {
-    summary.addHeading('Verification queries', 3);
+
+  if (report.checks.length > 0) {
+    const passed = report.checks.filter((c) => c.passed).length;
+    summary.addHeading(`Checks: ${passed} of ${report.checks.length} passed`, 3);
     summary.addTable([
       [
-        { data: 'Query', header: true },
+        { data: 'Check', header: true },
+        { data: 'Where', header: true },
         { data: 'Result', header: true },
-        { data: 'ms', header: true },
+        { data: 'Time', header: true },
       ],
-      ...result.checks.map((c) => [
-        escapeHtml(c.statement),
-        c.passed ? 'passed' : escapeHtml(`failed: ${c.detail}`),
-        String(c.durationMs),
+      ...report.checks.map((c) => [
+        escapeHtml(c.name),
+        escapeHtml(c.file ? `${c.file}:${c.line}` : c.kind),
+        c.skipped
+          ? `skipped: ${escapeHtml(c.skipped)}`
+          : c.passed
+            ? '✅ passed'
+            : `❌ ${escapeHtml(c.detail ?? 'failed')}`,
+        seconds(c.durationMs),
       ]),
     ]);
   }
-  if (error) {
-    summary.addRaw(`\n**${error.code}**: ${escapeHtml(error.message)}\n\n`);
-    if (error.hints.length) summary.addList(error.hints);
+
+  if (report.error) {
+    summary.addHeading('Error', 3);
+    summary.addRaw(`<p><b>${report.error.code}</b>: ${escapeHtml(report.error.message)}</p>`, true);
+    if (report.error.hints.length) summary.addList(report.error.hints.map(escapeHtml));
+    if (report.error.logTail?.length) {
+      summary.addDetails(
+        'Server log (last lines)',
+        `<pre>${escapeHtml(report.error.logTail.join('\n'))}</pre>`,
+      );
+    }
   }
   await summary.write();
 }

@@ -11,6 +11,8 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { PitrError } from './errors.js';
 import { spawnIdentity, type ServerAccount } from './os-user.js';
+import { quoteShellWord } from './recovery-config.js';
+import { shellFrontScript } from './wal-fetch.js';
 
 const execFileAsync = promisify(execFile);
 
@@ -22,6 +24,8 @@ export interface Workspace {
   logFile: string;
   hbaFile: string;
   walFetchScript: string;
+  /** The shell script the server runs as restore_command; it calls walFetchScript when needed. */
+  walFetchShell: string;
 }
 
 async function isEmptyOrMissing(dir: string): Promise<boolean> {
@@ -114,6 +118,11 @@ export async function prepareWorkspace(
   // account cannot read (under /root, say): it gets a copy of its own.
   const walFetchScript = path.join(runDirectory, 'wal-fetch.mjs');
   await fs.copyFile(locateWalFetchScript(), walFetchScript);
+  const walFetchShell = path.join(runDirectory, 'wal-fetch.sh');
+  await fs.writeFile(
+    walFetchShell,
+    shellFrontScript(process.execPath, walFetchScript, quoteShellWord),
+  );
 
   // Trust over a socket in a folder only the server account and root can enter.
   const hbaFile = path.join(runDirectory, 'pg_hba.conf');
@@ -124,7 +133,7 @@ export async function prepareWorkspace(
 
   const logFile = path.join(runDirectory, 'postgres.log');
   await fs.writeFile(logFile, '');
-  for (const file of [walFetchScript, hbaFile, logFile]) {
+  for (const file of [walFetchScript, walFetchShell, hbaFile, logFile]) {
     if (account.switchUser) await fs.chown(file, account.uid, account.gid);
   }
   return {
@@ -135,6 +144,7 @@ export async function prepareWorkspace(
     logFile,
     hbaFile,
     walFetchScript,
+    walFetchShell,
   };
 }
 

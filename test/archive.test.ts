@@ -131,7 +131,8 @@ for (const major of majors) {
       assert.equal(result.status, 1, result.stderr);
       assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
       assert.match(result.stderr, new RegExp(`in segment ${damaged}`));
-      assert.match(result.stderr, /invalid magic number 0000/);
+      // 10 ends replay there without logging why; 11 and later log the bad page header.
+      if (major >= 11) assert.match(result.stderr, /invalid magic number 0000/);
     });
 
     it('names a truncated segment before replay, with the sizes', async () => {
@@ -215,13 +216,17 @@ for (const major of majors) {
         'SELECT count(*) = 6000 FROM tab_int',
         '--verify-query',
         'SELECT count(*) FROM tab_int',
+        '--check-indexes',
+        'false',
+        '--check-read-all',
+        'false',
       ]);
       assert.equal(result.status, 1);
       assert.equal(result.outputs['error-code'], 'VERIFY_FAILED');
-      assert.match(result.stderr, /1 of 2 verification queries failed/);
+      assert.match(result.stderr, /1 of 3 checks failed/);
       assert.match(
         result.stderr,
-        /SELECT count\(\*\) FROM tab_int": expected one row whose first value is true, got 1 row\(s\): \["6000"\]/,
+        /"SELECT count\(\*\) FROM tab_int": expected one row whose first value is true, got 1 row whose first column is of type bigint, not boolean: \(6000\)/,
       );
     });
   });

@@ -149,7 +149,9 @@ for (const major of majors) {
         [],
         ['--verify-query', 'SELECT count(*) = 6000 FROM tab_int'],
       );
-      assert.equal(run.outputs['checks-passed'], '1');
+      // The recovery point, the query, and amcheck and the full read of postgres and template1.
+      assert.equal(run.outputs['checks-passed'], '6');
+      assert.equal(run.outputs['checks-failed'], '0');
     });
 
     it('leaves the backup and the archive exactly as they were', async () => {

@@ -7,13 +7,22 @@ import { after, before, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { randomBytes } from 'node:crypto';
+import { quoteShellWord } from '../src/recovery-config.js';
+import { shellFrontScript } from '../src/wal-fetch.js';
 
 const execFileAsync = promisify(execFile);
 const script = path.resolve('dist/wal-fetch/index.js');
 
+// Each case runs through both fronts: the Node.js helper alone, and the shell script the
+// server really runs, which copies plain files itself and hands the rest to the helper.
+let front: 'node' | 'shell' = 'node';
+let shellScript = '';
+
 async function fetchFile(archive: string, name: string, destination: string) {
   try {
-    await execFileAsync(process.execPath, [script, archive, name, destination]);
+    if (front === 'node')
+      await execFileAsync(process.execPath, [script, archive, name, destination]);
+    else await execFileAsync('/bin/sh', [shellScript, archive, name, destination]);
     return { status: 0, stderr: '' };
   } catch (error) {
     const failure = error as { code: number; stderr: string };
@@ -21,76 +30,80 @@ async function fetchFile(archive: string, name: string, destination: string) {
   }
 }
 
-describe('the restore_command helper (bundled dist/wal-fetch)', () => {
-  let dir: string;
-  let archive: string;
-  const segment = randomBytes(64 * 1024);
+for (const which of ['node', 'shell'] as const)
+  describe(`the restore_command helper (${which === 'node' ? 'bundled dist/wal-fetch' : 'shell front'})`, () => {
+    let dir: string;
+    let archive: string;
+    const segment = randomBytes(64 * 1024);
 
-  before(async () => {
-    dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pitr-fetch-'));
-    archive = path.join(dir, 'archive');
-    await fs.mkdir(archive);
-    await fs.writeFile(path.join(archive, '000000010000000000000003'), segment);
-    await fs.writeFile(path.join(archive, '000000010000000000000004.gz'), gzipSync(segment));
-    await fs.writeFile(
-      path.join(archive, '000000010000000000000005.gz'),
-      gzipSync(segment).subarray(0, 40_000),
-    );
-    // A folder where a file should be: reading it fails with EISDIR, not "not found".
-    await fs.mkdir(path.join(archive, '000000010000000000000006'));
-  });
+    before(async () => {
+      front = which;
+      dir = await fs.mkdtemp(path.join(os.tmpdir(), 'pitr-fetch-'));
+      shellScript = path.join(dir, 'wal-fetch.sh');
+      await fs.writeFile(shellScript, shellFrontScript(process.execPath, script, quoteShellWord));
+      archive = path.join(dir, 'archive');
+      await fs.mkdir(archive);
+      await fs.writeFile(path.join(archive, '000000010000000000000003'), segment);
+      await fs.writeFile(path.join(archive, '000000010000000000000004.gz'), gzipSync(segment));
+      await fs.writeFile(
+        path.join(archive, '000000010000000000000005.gz'),
+        gzipSync(segment).subarray(0, 40_000),
+      );
+      // A folder where a file should be: reading it fails with EISDIR, not "not found".
+      await fs.mkdir(path.join(archive, '000000010000000000000006'));
+    });
 
-  after(async () => {
-    await fs.rm(dir, { recursive: true, force: true });
-  });
+    after(async () => {
+      await fs.rm(dir, { recursive: true, force: true });
+    });
 
-  it('copies a plain segment and exits 0', async () => {
-    const out = path.join(dir, 'out3');
-    assert.equal((await fetchFile(archive, '000000010000000000000003', out)).status, 0);
-    assert.deepEqual(await fs.readFile(out), segment);
-  });
+    it('copies a plain segment and exits 0', async () => {
+      const out = path.join(dir, 'out3');
+      assert.equal((await fetchFile(archive, '000000010000000000000003', out)).status, 0);
+      assert.deepEqual(await fs.readFile(out), segment);
+    });
 
-  it('decompresses a .gz segment', async () => {
-    const out = path.join(dir, 'out4');
-    assert.equal((await fetchFile(archive, '000000010000000000000004', out)).status, 0);
-    assert.deepEqual(await fs.readFile(out), segment);
-  });
+    it('decompresses a .gz segment', async () => {
+      const out = path.join(dir, 'out4');
+      assert.equal((await fetchFile(archive, '000000010000000000000004', out)).status, 0);
+      assert.deepEqual(await fs.readFile(out), segment);
+    });
 
-  it('exits 1 only for a file that is truly absent, so that recovery ends normally', async () => {
-    const out = path.join(dir, 'out-missing');
-    assert.equal((await fetchFile(archive, '00000002.history', out)).status, 1);
-    await assert.rejects(fs.access(out));
-  });
+    it('exits 1 only for a file that is truly absent, so that recovery ends normally', async () => {
+      const out = path.join(dir, 'out-missing');
+      assert.equal((await fetchFile(archive, '00000002.history', out)).status, 1);
+      await assert.rejects(fs.access(out));
+    });
 
-  it('exits above 125 for a broken .gz, naming it, and leaves no partial file', async () => {
-    const out = path.join(dir, 'out5');
-    const result = await fetchFile(archive, '000000010000000000000005', out);
-    assert.ok(result.status > 125, `status ${result.status}`);
-    assert.match(result.stderr, /000000010000000000000005\.gz/);
-    await assert.rejects(fs.access(out));
-  });
+    it('exits above 125 for a broken .gz, naming it, and leaves no partial file', async () => {
+      const out = path.join(dir, 'out5');
+      const result = await fetchFile(archive, '000000010000000000000005', out);
+      assert.ok(result.status > 125, `status ${result.status}`);
+      assert.match(result.stderr, /000000010000000000000005\.gz/);
+      await assert.rejects(fs.access(out));
+    });
 
-  it('exits above 125 when the archived file cannot be read', async () => {
-    const result = await fetchFile(archive, '000000010000000000000006', path.join(dir, 'out6'));
-    assert.ok(result.status > 125, `status ${result.status}`);
-    assert.match(result.stderr, /EISDIR/);
-  });
+    it('exits above 125 when the archived file cannot be read', async () => {
+      const result = await fetchFile(archive, '000000010000000000000006', path.join(dir, 'out6'));
+      assert.ok(result.status > 125, `status ${result.status}`);
+      assert.match(result.stderr, /EISDIR/);
+    });
 
-  it('refuses a file name with a path in it', async () => {
-    const result = await fetchFile(
-      archive,
-      '../archive/000000010000000000000003',
-      path.join(dir, 'x'),
-    );
-    assert.ok(result.status > 125);
-  });
+    it('refuses a file name with a path in it', async () => {
+      const result = await fetchFile(
+        archive,
+        '../archive/000000010000000000000003',
+        path.join(dir, 'x'),
+      );
+      assert.ok(result.status > 125);
+    });
 
-  it('never changes the archive', async () => {
-    assert.deepEqual((await fs.readdir(archive)).sort(), [
-      '000000010000000000000003',
-      '000000010000000000000004.gz',
-      '000000010000000000000005.gz',
-      '000000010000000000000006',
-    ]);
+    it('never changes the archive', async () => {
+      assert.deepEqual((await fs.readdir(archive)).sort(), [
+        '000000010000000000000003',
+        '000000010000000000000004.gz',
+        '000000010000000000000005.gz',
+        '000000010000000000000006',
+      ]);
+    });
   });
-});
