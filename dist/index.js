@@ -45800,6 +45800,7 @@ var tar_stream = __nccwpck_require__(6118);
 
 // The leading bytes of each format; names lie (pg_basebackup's .tar.gz renamed to .tar, a
 // .zst that was decompressed in place), magic bytes do not.
+const IO_CHUNK = 1024 * 1024;
 const MAGIC = [
     ['gzip', [0x1f, 0x8b]],
     ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
@@ -45855,7 +45856,8 @@ async function extractTar(archivePath, destination, options = {}) {
         running = extraction.extractEntry(header, body);
         running.then(() => next(), (error) => next(error));
     });
-    const input = (0,external_node_fs_namespaceObject.createReadStream)(archivePath);
+    // Large reads and writes: with the 64 KB and 16 KB defaults, per-chunk overhead dominates.
+    const input = (0,external_node_fs_namespaceObject.createReadStream)(archivePath, { highWaterMark: IO_CHUNK });
     const trailer = new TrailerWatch();
     try {
         await (compression === 'gzip'
@@ -45988,7 +45990,7 @@ class Extraction {
             throw error;
         }
         // The write stream closes the handle when it finishes or fails.
-        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream());
+        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream({ highWaterMark: IO_CHUNK }));
         if (header.mtime)
             await (0,external_node_fs_promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
         this.bytes += header.size ?? 0;

@@ -34,6 +34,7 @@ export type Compression = 'none' | 'gzip' | 'lz4' | 'zstd' | 'bzip2' | 'xz';
 
 // The leading bytes of each format; names lie (pg_basebackup's .tar.gz renamed to .tar, a
 // .zst that was decompressed in place), magic bytes do not.
+const IO_CHUNK = 1024 * 1024;
 const MAGIC: [Exclude<Compression, 'none'>, number[]][] = [
   ['gzip', [0x1f, 0x8b]],
   ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
@@ -98,7 +99,8 @@ export async function extractTar(
       (error: Error) => next(error),
     );
   });
-  const input = createReadStream(archivePath);
+  // Large reads and writes: with the 64 KB and 16 KB defaults, per-chunk overhead dominates.
+  const input = createReadStream(archivePath, { highWaterMark: IO_CHUNK });
   const trailer = new TrailerWatch();
 
   try {
@@ -244,7 +246,7 @@ class Extraction {
       throw error;
     }
     // The write stream closes the handle when it finishes or fails.
-    await pipeline(body, handle.createWriteStream());
+    await pipeline(body, handle.createWriteStream({ highWaterMark: IO_CHUNK }));
     if (header.mtime) await utimes(path, header.mtime, header.mtime);
     this.bytes += header.size ?? 0;
   }
