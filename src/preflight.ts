@@ -22,6 +22,7 @@ import type { ControlFile } from './pg-control.js';
 import { describeTarget, type RestoreRequest } from './request.js';
 import { formatLsn, parseLsn, segmentNumberOf, segmentStartLsn } from './wal-names.js';
 import { checkSegments, problemToError } from './wal-headers.js';
+import { parsePostgresTime } from './times.js';
 
 /** The span of WAL positions (and times, where known) a restore of this backup can reach. */
 export interface ReachableWindow {
@@ -119,17 +120,6 @@ function windowOf(
   };
 }
 
-/** Converts "2026-12-03 18:17:29+00", "... UTC" or ISO text to milliseconds. */
-function timeValue(text: string): number {
-  const iso = text
-    .trim()
-    .replace(' ', 'T')
-    .replace(/\s*(UTC|GMT)$/i, 'Z')
-    .replace(/([+-]\d{2})$/, '$1:00')
-    .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-  return Date.parse(iso);
-}
-
 function checkTargetInWindow(
   request: RestoreRequest,
   label: BackupLabel,
@@ -169,8 +159,8 @@ function checkTargetInWindow(
   }
 
   if (target.kind === 'time' && label.startTime) {
-    const wanted = timeValue(target.value);
-    const started = timeValue(label.startTime);
+    const wanted = parsePostgresTime(target.value);
+    const started = parsePostgresTime(label.startTime);
     if (!Number.isNaN(wanted) && !Number.isNaN(started) && wanted < started) {
       throw new PitrError(
         'TARGET_BEFORE_CONSISTENCY',

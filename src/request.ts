@@ -3,6 +3,7 @@
 // validation, defaults and messages are the same whichever way pitr is run.
 
 import { PitrError } from './errors.js';
+import { parsePostgresTime } from './times.js';
 import { isLsn } from './wal-names.js';
 
 export type Target =
@@ -97,12 +98,7 @@ function validateTime(raw: string): string {
       "Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server's own time zone.",
     );
   }
-  const iso = value
-    .replace(' ', 'T')
-    .replace(/\s*(UTC|GMT)$/i, 'Z')
-    .replace(/([+-]\d{2})$/, '$1:00')
-    .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-  if (Number.isNaN(Date.parse(iso))) {
+  if (Number.isNaN(parsePostgresTime(value))) {
     throw invalid(
       'target-time',
       `"${raw}" is not a real date and time.`,

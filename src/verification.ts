@@ -9,6 +9,7 @@ import type { RunningServer } from './server.js';
 import type { RecoveryLog } from './server-log.js';
 import { runBuiltinChecks } from './builtin-checks.js';
 import { loadCheckFiles, runSqlChecks, type SqlCheck } from './sql-checks.js';
+import { parsePostgresTime } from './times.js';
 
 export interface CheckReport {
   name: string;
@@ -25,18 +26,6 @@ export interface CheckReport {
   endLine?: number;
   database?: string;
   returned?: (string | null)[][];
-}
-
-/** Milliseconds of a PostgreSQL log time ("2026-12-03 18:48:26.719121+00") or an input time. */
-function timeValue(text: string): number {
-  const iso = text
-    .trim()
-    .replace(' ', 'T')
-    .replace(/\s*(UTC|GMT)$/i, 'Z')
-    .replace(/(\.\d{3})\d+/, '$1')
-    .replace(/([+-]\d{2})$/, '$1:00')
-    .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-  return Date.parse(iso);
 }
 
 /**
@@ -91,8 +80,8 @@ export function recoveryPointCheck(
             `expected a stop at LSN ${target.value}, but the server said: ${stop?.text ?? 'nothing'}`,
           );
     case 'time': {
-      const wanted = timeValue(target.value);
-      const last = log.lastCompletedTime ? timeValue(log.lastCompletedTime) : undefined;
+      const wanted = parsePostgresTime(target.value);
+      const last = log.lastCompletedTime ? parsePostgresTime(log.lastCompletedTime) : undefined;
       const tooLate = last !== undefined && (inclusive ? last > wanted : last >= wanted);
       if (!stop || stop.kind !== 'xid' || tooLate) {
         return report(

@@ -2,43 +2,18 @@
 // pg_basebackup itself. A gap must never pass silently.
 
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { promisify } from 'node:util';
 import { buildHistory, type History } from './support/history.js';
-import {
-  binDir,
-  chownToServer,
-  removeTree,
-  runAsServer,
-  startCluster,
-  type Cluster,
-} from './support/postgres.js';
-import { queryRestored, runCli } from './support/pitr.js';
+import { binDir, removeTree, runAsServer, startCluster, type Cluster } from './support/postgres.js';
+import { copyArchive, queryRestored, runCli } from './support/pitr.js';
 
-const execFileAsync = promisify(execFile);
 const majors = process.env.PITR_TEST_MAJORS
   ? process.env.PITR_TEST_MAJORS.split(',')
       .map(Number)
       .filter((m) => [10, 15, 18].includes(m))
   : [10, 15, 18];
-
-async function copyArchive(
-  from: string,
-  to: string,
-  transform?: (name: string) => 'drop' | 'gzip' | 'keep',
-) {
-  await fs.mkdir(to, { recursive: true });
-  for (const name of await fs.readdir(from)) {
-    const action = transform?.(name) ?? 'keep';
-    if (action === 'drop') continue;
-    await fs.copyFile(path.join(from, name), path.join(to, name));
-    if (action === 'gzip') await execFileAsync('gzip', [path.join(to, name)]);
-  }
-  await chownToServer(to, true);
-}
 
 function segmentsOf(names: string[]): string[] {
   return names.filter((n) => /^[0-9A-F]{24}$/.test(n)).sort();

@@ -13,28 +13,15 @@ import { execFile, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import os from 'node:os';
 import { performance } from 'node:perf_hooks';
-import {
-  copyFile,
-  cp,
-  lstat,
-  mkdir,
-  readFile,
-  readdir,
-  readlink,
-  stat,
-  symlink,
-  unlink,
-  writeFile,
-} from 'node:fs/promises';
+import { cp, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { makeTarBackup } from './support/history.js';
+import { makeTarBackup, takeLowLevelBackup } from './support/history.js';
 import {
   binDir,
-  chownToServer,
   logTail,
   makeServerDirectory,
   makeTempRoot,
@@ -101,7 +88,10 @@ async function buildDataset(databaseBytes: number, walAfterBackup: number): Prom
 
     const plainDir = path.join(cluster.rootDir, 'plain-backup');
     const backupDir = path.join(cluster.rootDir, 'backup');
-    const { startSegment, stopLsn } = await takeLowLevelBackup(cluster, plainDir);
+    const stopLsn = await takeLowLevelBackup(cluster, plainDir);
+    const label = await readFile(path.join(plainDir, 'backup_label'), 'utf8');
+    const startSegment = /\(file ([0-9A-F]{24})\)/.exec(label)?.[1];
+    if (!startSegment) throw new Error(`backup_label names no start segment:\n${label}`);
     await makeTarBackup(plainDir, backupDir, { gzip: false });
     await removeTree(plainDir);
 
@@ -216,81 +206,6 @@ async function archiveSize(archiveDir: string): Promise<{ segments: number; byte
     bytes += (await stat(path.join(archiveDir, name))).size;
   }
   return { segments, bytes };
-}
-
-// ---- the low-level (SQL) base backup, as test/support/history.ts takes it -------------------
-
-/**
- * A non-exclusive base backup over SQL: start, copy the data directory, stop, in one session.
- * Returns the segment the backup starts in and the stop LSN, once that is archived.
- */
-async function takeLowLevelBackup(
-  cluster: Cluster,
-  backupDir: string,
-): Promise<{ startSegment: string; stopLsn: string }> {
-  const session = await cluster.connect();
-  let result: { lsn: string; labelfile: string; spcmapfile: string | null };
-  try {
-    await session.query('SELECT pg_backup_start($1, true)', ['pitr-bench']);
-    await copyDataDirectory(cluster.dataDir, backupDir);
-    result = (await session.query('SELECT * FROM pg_backup_stop(true)')).rows[0];
-  } finally {
-    await session.end();
-  }
-
-  // pg_backup_stop returns the files the backup must carry; they go in byte for byte.
-  await writeFile(path.join(backupDir, 'backup_label'), result.labelfile);
-  if (result.spcmapfile) await writeFile(path.join(backupDir, 'tablespace_map'), result.spcmapfile);
-  await chownToServer(backupDir, true);
-
-  const start = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(result.labelfile);
-  if (!start) throw new Error(`backup_label names no start segment:\n${result.labelfile}`);
-  const [{ segment }] = await cluster.query<{ segment: string }>(
-    'SELECT pg_walfile_name($1::pg_lsn) AS segment',
-    [result.lsn],
-  );
-  await cluster.waitArchived(segment);
-  return { startSegment: start[1]!, stopLsn: result.lsn };
-}
-
-// Not copied: the running server's pid and options files, and the WAL, which a restore takes
-// from the archive; pg_wal and pg_wal/archive_status stay, empty.
-const SKIPPED_FILES = new Set(['postmaster.pid', 'postmaster.opts']);
-
-async function copyDataDirectory(dataDir: string, backupDir: string): Promise<void> {
-  await makeServerDirectory(backupDir);
-  await copyTree(dataDir, backupDir, '');
-  await mkdir(path.join(backupDir, 'pg_wal', 'archive_status'), { recursive: true, mode: 0o700 });
-}
-
-async function copyTree(sourceRoot: string, destRoot: string, relative: string): Promise<void> {
-  for (const name of await ifPresent(readdir(path.join(sourceRoot, relative)), [])) {
-    if (relative === '' && SKIPPED_FILES.has(name)) continue;
-    const entry = path.join(relative, name);
-    const source = path.join(sourceRoot, entry);
-    const dest = path.join(destRoot, entry);
-
-    // The server keeps writing during the copy; a file that disappears is not in the backup.
-    const info = await ifPresent(lstat(source), undefined);
-    if (!info) continue;
-    if (info.isDirectory()) {
-      await mkdir(dest, { mode: 0o700 });
-      if (entry !== 'pg_wal') await copyTree(sourceRoot, destRoot, entry);
-    } else if (info.isSymbolicLink()) {
-      await symlink(await readlink(source), dest);
-    } else if (info.isFile()) {
-      await ifPresent(copyFile(source, dest), undefined);
-    }
-  }
-}
-
-async function ifPresent<T>(operation: Promise<T>, fallback: T): Promise<T> {
-  try {
-    return await operation;
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ENOENT') return fallback;
-    throw error;
-  }
 }
 
 // ---- restoring with pitr --------------------------------------------------------------------

@@ -8,21 +8,13 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
 import { binDir, chownToServer, removeTree } from './support/postgres.js';
-import { queryRestored, runCli } from './support/pitr.js';
+import { copyArchive, queryRestored, runCli } from './support/pitr.js';
 
 const majors = process.env.PITR_TEST_MAJORS
   ? process.env.PITR_TEST_MAJORS.split(',')
       .map(Number)
       .filter((m) => [10, 15, 18].includes(m))
   : [10, 15, 18];
-
-async function copyArchive(from: string, to: string, keep: (name: string) => boolean = () => true) {
-  await fs.mkdir(to, { recursive: true });
-  for (const name of await fs.readdir(from)) {
-    if (keep(name)) await fs.copyFile(path.join(from, name), path.join(to, name));
-  }
-  await chownToServer(to, true);
-}
 
 for (const major of majors) {
   describe(`PostgreSQL ${major} preflight`, () => {
@@ -80,7 +72,9 @@ for (const major of majors) {
       const label = await fs.readFile(path.join(history.backupDir, 'backup_label'), 'utf8');
       const startSegment = /\(file ([0-9A-F]{24})\)/.exec(label)?.[1] as string;
       const archive = path.join(history.rootDir, 'no-start');
-      await copyArchive(history.archiveDir, archive, (name) => name !== startSegment);
+      await copyArchive(history.archiveDir, archive, (name) =>
+        name === startSegment ? 'drop' : 'keep',
+      );
       const run = await restore([], archive);
       assert.equal(run.outputs['error-code'], 'WAL_MISSING_FOR_CONSISTENCY');
       assert.match(run.stderr, new RegExp(`segment ${startSegment}`));

@@ -41715,6 +41715,21 @@ async function writeReportFile(report) {
     return file;
 }
 
+;// CONCATENATED MODULE: ./src/times.ts
+// Times as PostgreSQL writes them ("2026-12-03 18:48:26.719121+00", "... UTC" in
+// backup_label) and as users give them, read into milliseconds for comparisons.
+/** Milliseconds since the epoch, or NaN when the text is not such a time. */
+function parsePostgresTime(text) {
+    const iso = text
+        .trim()
+        .replace(' ', 'T')
+        .replace(/\s*(UTC|GMT)$/i, 'Z')
+        .replace(/(\.\d{3})\d+/, '$1')
+        .replace(/([+-]\d{2})$/, '$1:00')
+        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
+    return Date.parse(iso);
+}
+
 ;// CONCATENATED MODULE: ./src/wal-names.ts
 // LSNs and WAL segment file names. An LSN is a 64-bit byte position in the WAL stream,
 // written "%X/%X" (high and low 32 bits). A segment file is named by its timeline and its
@@ -41772,6 +41787,7 @@ function segmentStartLsn(segno, segmentSize) {
 // validation, defaults and messages are the same whichever way pitr is run.
 
 
+
 /** The input names, shared by action.yml (foo-bar) and the CLI (--foo-bar). */
 const INPUT_NAMES = [
     'base-backup',
@@ -41819,12 +41835,7 @@ function validateTime(raw) {
     if (!TIME_WITH_ZONE.test(value)) {
         throw invalid('target-time', `"${raw}" is not a time with a zone.`, "Write it as 2026-12-03 18:17:29+00 (or with Z, UTC, or an offset such as +02:00): a time without a zone would be read in the server's own time zone.");
     }
-    const iso = value
-        .replace(' ', 'T')
-        .replace(/\s*(UTC|GMT)$/i, 'Z')
-        .replace(/([+-]\d{2})$/, '$1:00')
-        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-    if (Number.isNaN(Date.parse(iso))) {
+    if (Number.isNaN(parsePostgresTime(value))) {
         throw invalid('target-time', `"${raw}" is not a real date and time.`, 'Check the day, month and hour.');
     }
     const [datePart] = value.split(/[ T]/);
@@ -42631,6 +42642,7 @@ function problemToError(problems) {
 
 
 
+
 function describeWindow(window) {
     const from = window.fromTime
         ? `${window.fromTime} (${formatLsn(window.from)})`
@@ -42689,16 +42701,6 @@ function windowOf(end, label, covered, size) {
         to,
     };
 }
-/** Converts "2026-12-03 18:17:29+00", "... UTC" or ISO text to milliseconds. */
-function timeValue(text) {
-    const iso = text
-        .trim()
-        .replace(' ', 'T')
-        .replace(/\s*(UTC|GMT)$/i, 'Z')
-        .replace(/([+-]\d{2})$/, '$1:00')
-        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-    return Date.parse(iso);
-}
 function checkTargetInWindow(request, label, window) {
     const target = request.target;
     const reach = describeWindow(window);
@@ -42719,8 +42721,8 @@ function checkTargetInWindow(request, label, window) {
         }
     }
     if (target.kind === 'time' && label.startTime) {
-        const wanted = timeValue(target.value);
-        const started = timeValue(label.startTime);
+        const wanted = parsePostgresTime(target.value);
+        const started = parsePostgresTime(label.startTime);
         if (!Number.isNaN(wanted) && !Number.isNaN(started) && wanted < started) {
             throw new PitrError('TARGET_BEFORE_CONSISTENCY', `target-time ${target.value} is before the backup started (${label.startTime}): ${reach}.`, [earliestHint]);
         }
@@ -49855,17 +49857,7 @@ async function sql_checks_runOne(check, session) {
 
 
 
-/** Milliseconds of a PostgreSQL log time ("2026-12-03 18:48:26.719121+00") or an input time. */
-function verification_timeValue(text) {
-    const iso = text
-        .trim()
-        .replace(' ', 'T')
-        .replace(/\s*(UTC|GMT)$/i, 'Z')
-        .replace(/(\.\d{3})\d+/, '$1')
-        .replace(/([+-]\d{2})$/, '$1:00')
-        .replace(/([+-]\d{2})(\d{2})$/, '$1:$2');
-    return Date.parse(iso);
-}
+
 /**
  * Where recovery stopped, judged against the target asked for. The server's own stop line is
  * the evidence; for a time target the last replayed commit must not be after the target.
@@ -49899,8 +49891,8 @@ function recoveryPointCheck(target, inclusive, log) {
                 ? report(true, stop.text)
                 : report(false, `expected a stop at LSN ${target.value}, but the server said: ${stop?.text ?? 'nothing'}`);
         case 'time': {
-            const wanted = verification_timeValue(target.value);
-            const last = log.lastCompletedTime ? verification_timeValue(log.lastCompletedTime) : undefined;
+            const wanted = parsePostgresTime(target.value);
+            const last = log.lastCompletedTime ? parsePostgresTime(log.lastCompletedTime) : undefined;
             const tooLate = last !== undefined && (inclusive ? last > wanted : last >= wanted);
             if (!stop || stop.kind !== 'xid' || tooLate) {
                 return report(false, `expected the last replayed commit at or before ${target.value}, but the server said: ${stop?.text ?? 'nothing'} (last completed transaction ${log.lastCompletedTime ?? 'none'})`);

@@ -6,9 +6,11 @@ import { createHash } from 'node:crypto';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import pg from 'pg';
-import { binDir, makeServerDirectory, runAsServer } from './postgres.js';
+import { promisify } from 'node:util';
+import { binDir, chownToServer, makeServerDirectory, runAsServer } from './postgres.js';
 
 const CLI = path.resolve('dist/cli/index.js');
+const execFileAsync = promisify(execFile);
 
 export interface CliRun {
   status: number;
@@ -93,4 +95,20 @@ export async function treeDigest(root: string): Promise<string> {
   }
   await walk(root);
   return hash.digest('hex');
+}
+
+/** A copy of an archive folder for a test to break: each file kept, dropped or gzip'd. */
+export async function copyArchive(
+  from: string,
+  to: string,
+  transform?: (name: string) => 'drop' | 'gzip' | 'keep',
+) {
+  await fs.mkdir(to, { recursive: true });
+  for (const name of await fs.readdir(from)) {
+    const action = transform?.(name) ?? 'keep';
+    if (action === 'drop') continue;
+    await fs.copyFile(path.join(from, name), path.join(to, name));
+    if (action === 'gzip') await execFileAsync('gzip', [path.join(to, name)]);
+  }
+  await chownToServer(to, true);
 }
