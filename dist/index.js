@@ -50320,14 +50320,21 @@ function targetNotReached(request, server, plan) {
     const lastTime = log.lastCompletedTime
         ? `, last transaction committed at ${log.lastCompletedTime}`
         : '';
-    const gap = plan.coverage?.firstMissing
-        ? ` The archive has a gap at ${plan.coverage.firstMissing}, which may be why.`
-        : '';
+    const missing = plan.coverage?.firstMissing;
+    const where = missing
+        ? `at the gap in the archive: segment ${missing} is missing`
+        : `at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'})`;
     const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
-    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'}).${gap}${reach}`, [
-        'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
-        'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
-    ]);
+    const hints = missing
+        ? [
+            `Find ${missing} in the primary's pg_wal or another copy of the archive; replay cannot pass the gap.`,
+            'If the target really lies after the gap, no restore from this archive reaches it.',
+        ]
+        : [
+            'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
+            'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
+        ];
+    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, ${where}.${reach}`, hints);
     error.logTail = log.tail();
     return error;
 }

@@ -79,7 +79,10 @@ for (const major of majors) {
       ]);
       assert.equal(result.status, 1, result.stderr);
       assert.equal(result.outputs['error-code'], 'TARGET_NOT_REACHED');
-      assert.match(result.stderr, new RegExp(`gap at ${missing}`));
+      assert.match(
+        result.stderr,
+        new RegExp(`at the gap in the archive: segment ${missing} is missing`),
+      );
     });
 
     it('fails naming the damaged segment when replay ends early at a corrupted page', async () => {
