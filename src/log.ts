@@ -15,8 +15,12 @@ const stderrLogger: Logger = {
   debug: (message) => {
     if (process.env.PITR_DEBUG) process.stderr.write(`debug: ${message}\n`);
   },
-  group: (title, lines) =>
-    process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`),
+  // On a terminal the whole server log would bury the steps; PITR_DEBUG shows it.
+  group: (title, lines) => {
+    if (process.env.PITR_DEBUG) {
+      process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`);
+    }
+  },
 };
 
 let current: Logger = stderrLogger;

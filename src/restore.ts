@@ -52,6 +52,9 @@ export interface RestoreResult {
 }
 
 const SERVER_PORT = 5432;
+const PROGRESS_EVERY_MS = 5_000;
+/** How much of the server log the action shows in its collapsed group; the file has it all. */
+const LOG_LINES_SHOWN = 500;
 
 function secondsSince(start: number): number {
   return Math.round((Date.now() - start) / 100) / 10;
@@ -248,11 +251,13 @@ async function waitForPromotion(
       error.logTail = server.log.tail();
       throw error;
     }
-    if (Date.now() - lastReport > 10_000) {
+    if (Date.now() - lastReport > PROGRESS_EVERY_MS) {
       lastReport = Date.now();
       log.info(`Replaying: ${replayProgress(server, segmentSize, started, plan)}.`);
     }
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    // Wake at the deadline itself, so that a short timeout is not outlived by a poll.
+    const wait = Math.max(1, Math.min(100, deadline - Date.now() + 1));
+    await new Promise((resolve) => setTimeout(resolve, wait));
   }
 }
 
@@ -450,6 +455,10 @@ export async function restore(
     checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
 
     report.steps.replay = secondsSince(replayStart);
+    log.group(
+      `Server log of the recovery (${workspace.logFile})`,
+      server.log.tail(LOG_LINES_SHOWN),
+    );
     report.logFile = workspace.logFile;
     const position = await finishRestoredCluster(server);
     report.recovery = {

@@ -12,3 +12,11 @@ it('docs/errors.md describes exactly the error codes the code can produce', () =
   assert.ok(codes.length > 10);
   assert.deepEqual(documented, codes);
 });
+
+it('reports anything unexpected as INTERNAL, keeping its message', async () => {
+  const { asPitrError } = await import('../src/errors.js');
+  const error = asPitrError(new TypeError('cannot read properties of undefined'));
+  assert.equal(error.code, 'INTERNAL');
+  assert.equal(error.message, 'cannot read properties of undefined');
+  assert.match(error.hints[0], /pitr bug/);
+});

@@ -83,13 +83,13 @@ describe('refusals', () => {
       '--data-directory',
       path.join(dir, 'r-timeout'),
       '--timeout',
-      '0.2',
+      '0.01',
     ]);
     assert.equal(run.status, 1);
     assert.equal(run.outputs['error-code'], 'RECOVERY_TIMEOUT');
     assert.match(
       run.stderr,
-      /did not finish within 0\.2 s: \d+ segment\(s\) restored in [\d.]+ s \([\d.]+ MB\/s\)/,
+      /did not finish within 0\.01 s: \d+ segment\(s\) restored in [\d.]+ s \([\d.]+ MB\/s\)/,
     );
   });
 

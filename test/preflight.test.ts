@@ -7,7 +7,7 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
-import { binDir, chownToServer, removeTree } from './support/postgres.js';
+import { binDir, chownToServer, removeTree, startCluster } from './support/postgres.js';
 import { copyArchive, queryRestored, runCli } from './support/pitr.js';
 
 const majors = process.env.PITR_TEST_MAJORS
@@ -98,6 +98,95 @@ for (const major of majors) {
         assert.match(run.stderr, /pg_combinebackup/);
       },
     );
+
+    it("fails with the server's own FATAL when the backup's configuration cannot start", async () => {
+      const copy = path.join(history.rootDir, 'bad-config');
+      await fs.cp(history.backupDir, copy, { recursive: true });
+      await fs.appendFile(
+        path.join(copy, 'postgresql.conf'),
+        "shared_preload_libraries = 'no_such_library'\n",
+      );
+      await chownToServer(copy, true);
+      const run = await restore([], history.archiveDir, copy);
+      assert.equal(run.outputs['error-code'], 'SERVER_FAILED');
+      assert.match(
+        run.stderr,
+        /The restored server stopped during recovery: could not access file "no_such_library"/,
+      );
+      assert.match(run.stderr, /Last lines of the server log:/);
+      assert.ok(run.outputs['log-file'], 'the whole log is an output');
+    });
+
+    it('gives up after the timeout, saying how far replay got', async () => {
+      const run = await restore(['--timeout', '0.01']);
+      assert.equal(run.outputs['error-code'], 'RECOVERY_TIMEOUT');
+      assert.match(
+        run.stderr,
+        /did not finish within 0\.01 s: \d+ segment\(s\) restored in [\d.]+ s/,
+      );
+    });
+
+    it('refuses a backup whose pg_control fails its checksum', async () => {
+      const copy = path.join(history.rootDir, 'bad-control');
+      await fs.cp(history.backupDir, copy, { recursive: true });
+      const control = path.join(copy, 'global', 'pg_control');
+      const bytes = await fs.readFile(control);
+      bytes[40] ^= 0xff;
+      await fs.writeFile(control, bytes);
+      await chownToServer(copy, true);
+      const run = await restore([], history.archiveDir, copy);
+      assert.equal(run.outputs['error-code'], 'BACKUP_DAMAGED');
+      assert.match(run.stderr, /global\/pg_control fails its checksum/);
+    });
+
+    it('refuses server programs of another major, naming both', async () => {
+      const other = major === 18 ? 17 : major + 1;
+      const run = await runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        history.archiveDir,
+        '--postgres-bin',
+        binDir(other),
+        '--data-directory',
+        next(),
+      ]);
+      assert.equal(run.outputs['error-code'], 'VERSION_MISMATCH');
+      assert.match(
+        run.stderr,
+        new RegExp(`needs PostgreSQL ${major}, and postgres-bin .* has PostgreSQL ${other}\\.`),
+      );
+    });
+
+    it('names a segment from another cluster before replay', async () => {
+      const stranger = await startCluster(major);
+      try {
+        await stranger.query('SELECT 1');
+        const theirs = await stranger.switchWal();
+        await stranger.waitArchived(theirs);
+        await stranger.stop();
+        const segments = (await fs.readdir(history.archiveDir))
+          .filter((n) => /^[0-9A-F]{24}$/.test(n))
+          .sort();
+        const replaced = segments[segments.length - 2];
+        const archive = path.join(history.rootDir, 'mixed');
+        await copyArchive(history.archiveDir, archive);
+        await fs.copyFile(path.join(stranger.archiveDir, theirs), path.join(archive, replaced));
+        await chownToServer(archive, true);
+        const run = await restore([], archive);
+        assert.equal(run.outputs['error-code'], 'WAL_FOREIGN_CLUSTER');
+        assert.match(
+          run.stderr,
+          new RegExp(
+            `${replaced} comes from another database cluster: expected system identifier \\d+ \\(from the backup's pg_control\\), found system identifier \\d+`,
+          ),
+        );
+        assert.doesNotMatch(run.stderr, /Starting PostgreSQL/);
+      } finally {
+        await stranger.stop();
+        await removeTree(stranger.rootDir);
+      }
+    });
 
     it('refuses a target timeline that has no history file', async () => {
       const run = await restore(['--target-timeline', '7']);

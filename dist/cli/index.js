@@ -42012,7 +42012,12 @@ const stderrLogger = {
         if (process.env.PITR_DEBUG)
             process.stderr.write(`debug: ${message}\n`);
     },
-    group: (title, lines) => process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`),
+    // On a terminal the whole server log would bury the steps; PITR_DEBUG shows it.
+    group: (title, lines) => {
+        if (process.env.PITR_DEBUG) {
+            process.stderr.write(`${title}\n${lines.map((l) => `  ${l}\n`).join('')}`);
+        }
+    },
 };
 let current = stderrLogger;
 function setLogger(logger) {
@@ -50254,6 +50259,9 @@ async function checkServerAccountAccess(workspace, account, archive) {
 
 
 const SERVER_PORT = 5432;
+const PROGRESS_EVERY_MS = 5_000;
+/** How much of the server log the action shows in its collapsed group; the file has it all. */
+const LOG_LINES_SHOWN = 500;
 function secondsSince(start) {
     return Math.round((Date.now() - start) / 100) / 10;
 }
@@ -50385,11 +50393,13 @@ async function waitForPromotion(server, request, plan, logFile, segmentSize) {
             error.logTail = server.log.tail();
             throw error;
         }
-        if (Date.now() - lastReport > 10_000) {
+        if (Date.now() - lastReport > PROGRESS_EVERY_MS) {
             lastReport = Date.now();
             log.info(`Replaying: ${replayProgress(server, segmentSize, started, plan)}.`);
         }
-        await new Promise((resolve) => setTimeout(resolve, 100));
+        // Wake at the deadline itself, so that a short timeout is not outlived by a poll.
+        const wait = Math.max(1, Math.min(100, deadline - Date.now() + 1));
+        await new Promise((resolve) => setTimeout(resolve, wait));
     }
 }
 function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
@@ -50531,6 +50541,7 @@ async function restore(request, report = newReport(describeTarget(request.target
         log.info(`Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`);
         checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
         report.steps.replay = secondsSince(replayStart);
+        log.group(`Server log of the recovery (${workspace.logFile})`, server.log.tail(LOG_LINES_SHOWN));
         report.logFile = workspace.logFile;
         const position = await finishRestoredCluster(server);
         report.recovery = {
