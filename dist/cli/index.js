@@ -50323,6 +50323,7 @@ function serverFailure(server, request, plan, logFile) {
     else {
         error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
             `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
+            "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
         ]);
     }
     error.logTail = log.tail();
