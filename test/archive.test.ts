@@ -24,6 +24,18 @@ for (const major of majors) {
     let history: History;
     let run = 0;
     const dataDirectory = () => path.join(history.rootDir, `restored-${run++}`);
+    const restore = (archive: string, args: string[], target = dataDirectory()) =>
+      runCli([
+        '--base-backup',
+        history.backupDir,
+        '--wal-archive',
+        archive,
+        '--postgres-bin',
+        binDir(major),
+        '--data-directory',
+        target,
+        ...args,
+      ]);
 
     before(async () => {
       history = await buildHistory(major);
@@ -40,16 +52,7 @@ for (const major of majors) {
         name === missing ? 'drop' : 'keep',
       );
 
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
-      ]);
+      const result = await restore(archive, []);
       assert.equal(result.status, 1);
       assert.equal(result.outputs['error-code'], 'WAL_GAP');
       assert.match(result.stderr, new RegExp(`segment ${missing} is missing`));
@@ -65,18 +68,7 @@ for (const major of majors) {
         name === missing ? 'drop' : 'keep',
       );
 
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
-        '--target-name',
-        history.targets.name,
-      ]);
+      const result = await restore(archive, ['--target-name', history.targets.name]);
       assert.equal(result.status, 1, result.stderr);
       assert.equal(result.outputs['error-code'], 'TARGET_NOT_REACHED');
       assert.match(
@@ -96,16 +88,7 @@ for (const major of majors) {
       await handle.write(Buffer.alloc(16), 0, 16, 2 * 8192);
       await handle.close();
 
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
-      ]);
+      const result = await restore(archive, []);
       assert.equal(result.status, 1, result.stderr);
       assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
       assert.match(result.stderr, new RegExp(`in segment ${damaged}`));
@@ -120,16 +103,7 @@ for (const major of majors) {
       await copyArchive(history.archiveDir, archive);
       await fs.truncate(path.join(archive, cut), history.segmentSize / 2);
 
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
-      ]);
+      const result = await restore(archive, []);
       assert.equal(result.status, 1, result.stderr);
       assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
       assert.match(result.stderr, new RegExp(`${cut}`));
@@ -141,18 +115,7 @@ for (const major of majors) {
       const archive = path.join(history.rootDir, 'gz-archive');
       await copyArchive(history.archiveDir, archive, () => 'gzip');
       const target = dataDirectory();
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        target,
-        '--target-xid',
-        history.targets.xid,
-      ]);
+      const result = await restore(archive, ['--target-xid', history.targets.xid], target);
       assert.equal(result.status, 0, result.stderr);
       const [row] = await queryRestored<{ n: number }>(
         major,
@@ -163,33 +126,14 @@ for (const major of majors) {
     });
 
     it('fails with TARGET_NOT_REACHED for a restore point that does not exist', async () => {
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        history.archiveDir,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
-        '--target-name',
-        'no_such_point',
-      ]);
+      const result = await restore(history.archiveDir, ['--target-name', 'no_such_point']);
       assert.equal(result.status, 1);
       assert.equal(result.outputs['error-code'], 'TARGET_NOT_REACHED');
       assert.match(result.stderr, /restore point "no_such_point"/);
     });
 
     it('fails verification with the query and what it returned', async () => {
-      const result = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        history.archiveDir,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        dataDirectory(),
+      const result = await restore(history.archiveDir, [
         '--verify-query',
         'SELECT count(*) = 6000 FROM tab_int',
         '--verify-query',

@@ -21,7 +21,12 @@ for (const major of majors) {
     let history: History;
     let count = 0;
     const next = () => path.join(history.rootDir, `restored-${count++}`);
-    const restore = (args: string[], archive = history.archiveDir, backup = history.backupDir) =>
+    const restore = (
+      args: string[],
+      archive = history.archiveDir,
+      backup = history.backupDir,
+      target = next(),
+    ) =>
       runCli([
         '--base-backup',
         backup,
@@ -30,7 +35,7 @@ for (const major of majors) {
         '--postgres-bin',
         binDir(major),
         '--data-directory',
-        next(),
+        target,
         ...args,
       ]);
 
@@ -214,18 +219,12 @@ for (const major of majors) {
       // A restore promoted at the restore point, whose new timeline reached the shared
       // archive: the situation test restores create when they archive into the same folder.
       const promoted = next();
-      const first = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
+      const first = await restore(
+        ['--target-name', history.targets.name],
         history.archiveDir,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
+        history.backupDir,
         promoted,
-        '--target-name',
-        history.targets.name,
-      ]);
+      );
       assert.equal(first.status, 0, first.stderr);
       const historyText = await fs.readFile(
         path.join(promoted, 'pg_wal', '00000002.history'),
@@ -252,16 +251,7 @@ for (const major of majors) {
       await chownToServer(archive, true);
 
       const latest = next();
-      const onFork = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
-        archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        latest,
-      ]);
+      const onFork = await restore([], archive, history.backupDir, latest);
       assert.equal(onFork.status, 0, onFork.stderr);
       assert.match(onFork.stderr, /replay follows timeline 1 -> 2/);
       const [forked] = await queryRestored<{ n: number }>(
@@ -272,18 +262,12 @@ for (const major of majors) {
       assert.equal(forked.n, history.expected.name);
 
       const current = next();
-      const onOriginal = await runCli([
-        '--base-backup',
-        history.backupDir,
-        '--wal-archive',
+      const onOriginal = await restore(
+        ['--target-timeline', 'current'],
         archive,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
+        history.backupDir,
         current,
-        '--target-timeline',
-        'current',
-      ]);
+      );
       assert.equal(onOriginal.status, 0, onOriginal.stderr);
       const [original] = await queryRestored<{ n: number }>(
         major,
