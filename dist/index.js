@@ -46414,13 +46414,19 @@ async function copyLinkedDirectory(source, destination, account, totals, parent,
         await copyTree(linkTarget, copy, account, totals, false, tablespaceRoot);
         await external_node_fs_namespaceObject.promises.symlink(copy, destination);
         await chownIfNeeded(destination, account);
+        totals.tablespaces.add(external_node_path_namespaceObject.basename(source));
         return;
     }
     await external_node_fs_namespaceObject.promises.mkdir(destination, { mode: 0o700 });
     await chownIfNeeded(destination, account);
     await copyTree(linkTarget, destination, account, totals, false, tablespaceRoot);
 }
-async function rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted) {
+/**
+ * tablespace_map tells the server, at its first start, where to link each tablespace; it
+ * still names the original cluster's folders, and a restored cluster writing there would
+ * change another cluster's files. Each line is pointed at pitr's copy instead.
+ */
+async function rewriteTablespaceMap(dataDirectory, tablespaceRoot, copied, format) {
     const mapPath = external_node_path_namespaceObject.join(dataDirectory, 'tablespace_map');
     const text = await external_node_fs_namespaceObject.promises.readFile(mapPath, 'utf8').catch(() => undefined);
     if (text === undefined)
@@ -46429,8 +46435,14 @@ async function rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted) {
         const oid = /^(\d+) /.exec(line)?.[1];
         if (!oid)
             return line;
-        if (!extracted.has(oid)) {
-            throw new PitrError('BACKUP_NOT_FOUND', `tablespace_map lists tablespace ${oid}, but there is no ${oid}.tar beside base.tar.`, ['Copy every file pg_basebackup wrote, including one <oid>.tar per tablespace.']);
+        if (!copied.has(oid)) {
+            throw new PitrError('BACKUP_NOT_FOUND', format === 'tar'
+                ? `tablespace_map lists tablespace ${oid}, but there is no ${oid}.tar beside base.tar.`
+                : `tablespace_map lists tablespace ${oid} (${line.slice(oid.length + 1)}), but the copy has no pg_tblspc/${oid} link to its files.`, [
+                format === 'tar'
+                    ? 'Copy every file pg_basebackup wrote, including one <oid>.tar per tablespace.'
+                    : 'A copy made with the low-level backup API must carry each tablespace as a pg_tblspc/<oid> link to a copy of its folder.',
+            ]);
         }
         return `${oid} ${external_node_path_namespaceObject.join(tablespaceRoot, oid)}`;
     });
@@ -46441,7 +46453,7 @@ async function rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted) {
  * account). Tablespaces go under tablespaceRoot.
  */
 async function materializeBackup(source, dataDirectory, tablespaceRoot, account) {
-    const totals = { files: 0, bytes: 0 };
+    const totals = { files: 0, bytes: 0, tablespaces: new Set() };
     const owner = account.switchUser ? { uid: account.uid, gid: account.gid } : undefined;
     if (source.kind === 'directory') {
         try {
@@ -46455,6 +46467,7 @@ async function materializeBackup(source, dataDirectory, tablespaceRoot, account)
                 'Check that every file of the backup is readable by the user running pitr.',
             ], { cause: error });
         }
+        await rewriteTablespaceMap(dataDirectory, tablespaceRoot, totals.tablespaces, 'directory');
     }
     else {
         const base = await extractTar(source.baseTar, dataDirectory, { owner });
@@ -46480,7 +46493,7 @@ async function materializeBackup(source, dataDirectory, tablespaceRoot, account)
             totals.bytes += result.bytes;
             extracted.add(oid);
         }
-        await rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted);
+        await rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted, 'tar');
     }
     // The server insists on a private data directory (0700, or 0750 from 11 on).
     await external_node_fs_namespaceObject.promises.chmod(dataDirectory, 0o700);

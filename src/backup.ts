@@ -99,6 +99,8 @@ async function chownIfNeeded(target: string, account: ServerAccount): Promise<vo
 interface CopyTotals {
   files: number;
   bytes: number;
+  /** The tablespaces (by oid) whose files were copied under the tablespace root. */
+  tablespaces: Set<string>;
 }
 
 async function copyTree(
@@ -160,6 +162,7 @@ async function copyLinkedDirectory(
     await copyTree(linkTarget, copy, account, totals, false, tablespaceRoot);
     await fs.symlink(copy, destination);
     await chownIfNeeded(destination, account);
+    totals.tablespaces.add(path.basename(source));
     return;
   }
   await fs.mkdir(destination, { mode: 0o700 });
@@ -167,10 +170,16 @@ async function copyLinkedDirectory(
   await copyTree(linkTarget, destination, account, totals, false, tablespaceRoot);
 }
 
+/**
+ * tablespace_map tells the server, at its first start, where to link each tablespace; it
+ * still names the original cluster's folders, and a restored cluster writing there would
+ * change another cluster's files. Each line is pointed at pitr's copy instead.
+ */
 async function rewriteTablespaceMap(
   dataDirectory: string,
   tablespaceRoot: string,
-  extracted: Set<string>,
+  copied: Set<string>,
+  format: 'directory' | 'tar',
 ): Promise<void> {
   const mapPath = path.join(dataDirectory, 'tablespace_map');
   const text = await fs.readFile(mapPath, 'utf8').catch(() => undefined);
@@ -178,11 +187,17 @@ async function rewriteTablespaceMap(
   const lines = text.split('\n').map((line) => {
     const oid = /^(\d+) /.exec(line)?.[1];
     if (!oid) return line;
-    if (!extracted.has(oid)) {
+    if (!copied.has(oid)) {
       throw new PitrError(
         'BACKUP_NOT_FOUND',
-        `tablespace_map lists tablespace ${oid}, but there is no ${oid}.tar beside base.tar.`,
-        ['Copy every file pg_basebackup wrote, including one <oid>.tar per tablespace.'],
+        format === 'tar'
+          ? `tablespace_map lists tablespace ${oid}, but there is no ${oid}.tar beside base.tar.`
+          : `tablespace_map lists tablespace ${oid} (${line.slice(oid.length + 1)}), but the copy has no pg_tblspc/${oid} link to its files.`,
+        [
+          format === 'tar'
+            ? 'Copy every file pg_basebackup wrote, including one <oid>.tar per tablespace.'
+            : 'A copy made with the low-level backup API must carry each tablespace as a pg_tblspc/<oid> link to a copy of its folder.',
+        ],
       );
     }
     return `${oid} ${path.join(tablespaceRoot, oid)}`;
@@ -206,7 +221,7 @@ export async function materializeBackup(
   tablespaceRoot: string,
   account: ServerAccount,
 ): Promise<MaterializedBackup> {
-  const totals: CopyTotals = { files: 0, bytes: 0 };
+  const totals: CopyTotals = { files: 0, bytes: 0, tablespaces: new Set() };
   const owner = account.switchUser ? { uid: account.uid, gid: account.gid } : undefined;
 
   if (source.kind === 'directory') {
@@ -224,6 +239,7 @@ export async function materializeBackup(
         { cause: error },
       );
     }
+    await rewriteTablespaceMap(dataDirectory, tablespaceRoot, totals.tablespaces, 'directory');
   } else {
     const base = await extractTar(source.baseTar, dataDirectory, { owner });
     totals.files += base.entries;
@@ -248,7 +264,7 @@ export async function materializeBackup(
       totals.bytes += result.bytes;
       extracted.add(oid);
     }
-    await rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted);
+    await rewriteTablespaceMap(dataDirectory, tablespaceRoot, extracted, 'tar');
   }
 
   // The server insists on a private data directory (0700, or 0750 from 11 on).
