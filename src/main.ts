@@ -64,8 +64,10 @@ async function run(): Promise<void> {
       for (const line of error.logTail) core.info(line);
       core.endGroup();
     }
+    // core.setFailed is core.error plus exit code 1, but takes no annotation title; the two
+    // halves are written out so that the annotation's title names the code.
     core.error(describeError(error, false), { title: `pitr ${error.code}` });
-    process.exitCode = 1;
+    process.exitCode = core.ExitCode.Failure;
   }
   try {
     core.setOutput('summary-json', await writeReportFile(report));

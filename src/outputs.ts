@@ -3,8 +3,17 @@
 
 import type { PitrError } from './errors.js';
 import type { RestoreResult } from './restore.js';
+import type { CheckReport } from './verification.js';
 
 export type Outputs = Record<string, string>;
+
+/** How many checks passed and failed; skipped checks count as neither. */
+function checkCounts(checks: CheckReport[]): Outputs {
+  return {
+    'checks-passed': String(checks.filter((c) => c.passed).length),
+    'checks-failed': String(checks.filter((c) => !c.passed && !c.skipped).length),
+  };
+}
 
 export function successOutputs(result: RestoreResult): Outputs {
   return {
@@ -16,13 +25,14 @@ export function successOutputs(result: RestoreResult): Outputs {
     'data-directory': result.dataDirectory,
     'duration-seconds': String(result.durationSeconds),
     'log-file': result.logFile,
-    'checks-passed': String(result.checks.filter((c) => c.passed).length),
-    'checks-failed': String(result.checks.filter((c) => !c.passed).length),
+    ...checkCounts(result.checks),
   };
 }
 
 export function failureOutputs(error: PitrError): Outputs {
   const outputs: Outputs = { 'error-code': error.code, 'error-message': error.message };
   if (error.logFile) outputs['log-file'] = error.logFile;
+  // A failed verification still tells later steps (if: failure()) how many checks held.
+  if (error.checks) Object.assign(outputs, checkCounts(error.checks));
   return outputs;
 }

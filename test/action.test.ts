@@ -155,7 +155,7 @@ describe(`the action on PostgreSQL ${MAJOR}`, () => {
     assert.match(run.summary, /restore failed/);
   });
 
-  it('annotates a failing check on its file and line, and runs every check', async () => {
+  it('annotates a failing check on its file and line, runs every check, and counts them', async () => {
     const workspace = path.join(history.rootDir, 'workspace');
     await fs.mkdir(path.join(workspace, 'checks'), { recursive: true });
     await fs.writeFile(
@@ -187,7 +187,8 @@ describe(`the action on PostgreSQL ${MAJOR}`, () => {
     );
     assert.equal(run.status, 1);
     assert.equal(run.outputs['error-code'], 'VERIFY_FAILED');
-    assert.equal(run.outputs['checks-passed'] ?? '', '');
+    assert.equal(run.outputs['checks-passed'], '3', 'later steps learn how many checks held');
+    assert.equal(run.outputs['checks-failed'], '1');
     assert.match(
       run.stdout,
       /^::error title=pitr check failed%3A nothing after the restore point,file=checks\/rows\.sql,line=6,endLine=7::expected one row whose first value is true, got 1 row: \(f\)$/m,

@@ -41657,6 +41657,13 @@ function describeError(error, withLog = true) {
 ;// CONCATENATED MODULE: ./src/outputs.ts
 // The outputs of a restore, by their action output names; the CLI prints the same object
 // with --json, so scripts and workflows read the same names.
+/** How many checks passed and failed; skipped checks count as neither. */
+function checkCounts(checks) {
+    return {
+        'checks-passed': String(checks.filter((c) => c.passed).length),
+        'checks-failed': String(checks.filter((c) => !c.passed && !c.skipped).length),
+    };
+}
 function successOutputs(result) {
     return {
         'recovered-lsn': result.recoveredLsn,
@@ -41667,14 +41674,16 @@ function successOutputs(result) {
         'data-directory': result.dataDirectory,
         'duration-seconds': String(result.durationSeconds),
         'log-file': result.logFile,
-        'checks-passed': String(result.checks.filter((c) => c.passed).length),
-        'checks-failed': String(result.checks.filter((c) => !c.passed).length),
+        ...checkCounts(result.checks),
     };
 }
 function failureOutputs(error) {
     const outputs = { 'error-code': error.code, 'error-message': error.message };
     if (error.logFile)
         outputs['log-file'] = error.logFile;
+    // A failed verification still tells later steps (if: failure()) how many checks held.
+    if (error.checks)
+        Object.assign(outputs, checkCounts(error.checks));
     return outputs;
 }
 
