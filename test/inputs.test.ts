@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { PitrError } from '../src/errors.js';
-import { buildRequest, splitStatements, type InputName } from '../src/request.js';
+import { buildRequest, INPUT_NAMES, splitStatements, type InputName } from '../src/request.js';
 
 function request(inputs: Partial<Record<InputName, string>>) {
   return buildRequest((name) => inputs[name] ?? '');
@@ -81,5 +82,30 @@ describe('verify-query statements', () => {
       ),
       ['SELECT count(*) > 0\n  FROM t', 'SELECT true', 'WITH x AS (SELECT 1) SELECT true'],
     );
+  });
+});
+
+describe('one set of names', () => {
+  const actionYml = readFileSync('action.yml', 'utf8');
+  const readme = readFileSync('README.md', 'utf8');
+
+  /** The keys at two spaces' indent under a top-level key of action.yml. */
+  function actionKeys(section: string): string[] {
+    const block = new RegExp(`^${section}:\\n((?: .*\\n|\\n)*)`, 'm').exec(actionYml)?.[1] ?? '';
+    return [...block.matchAll(/^ {2}([a-z-]+):/gm)].map((m) => m[1]);
+  }
+
+  it('action.yml declares exactly the inputs the CLI takes as flags', () => {
+    assert.deepEqual([...actionKeys('inputs')].sort(), [...INPUT_NAMES].sort());
+  });
+
+  it("the README's Inputs table lists every input, and its Outputs every output", () => {
+    const inputsSection = readme.slice(readme.indexOf('## Inputs'), readme.indexOf('## Outputs'));
+    const listed = [...inputsSection.matchAll(/^\| `([a-z-]+)`/gm)].map((m) => m[1]);
+    assert.deepEqual(listed.sort(), [...INPUT_NAMES].sort());
+    const outputsSection = readme.slice(readme.indexOf('## Outputs'), readme.indexOf('## Checks'));
+    for (const output of actionKeys('outputs')) {
+      assert.ok(outputsSection.includes(`\`${output}\``), `README does not list output ${output}`);
+    }
   });
 });
