@@ -6,7 +6,7 @@ import { execFile } from 'node:child_process';
 import { chmod, mkdir, mkdtemp, readdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { after, afterEach, before, beforeEach, describe, it } from 'node:test';
 import { promisify } from 'node:util';
 import { PitrError } from '../src/errors.js';
 import {
@@ -57,6 +57,10 @@ after(async () => {
 
 beforeEach(() => {
   logged.length = 0;
+});
+
+// Tests that empty PATH must not leave it empty for the hooks that follow (tar, npm).
+afterEach(() => {
   process.env.PATH = saved.PATH;
 });
 
@@ -112,6 +116,19 @@ describe('resolvePostgres', () => {
     assert.equal(error.code, 'VERSION_MISMATCH');
     assert.match(error.message, /asks for PostgreSQL 15\.4/);
     assert.ok(error.message.includes(`PostgreSQL ${version}`), error.message);
+  });
+
+  it("finds Debian's server in /usr/lib/postgresql/15/bin before PATH and the cache", async () => {
+    // .ci/run installs Debian's postgresql-15; PATH is emptied so only the layout can find it.
+    process.env.PATH = path.join(scratch, 'empty-path');
+    const found = await resolvePostgres(request(15, { allowDownload: false }));
+    assert.equal(found.source, 'installed');
+    assert.equal(found.bin, '/usr/lib/postgresql/15/bin');
+    assert.match(found.version, /^15\.\d+$/);
+    assert.ok(
+      logged.some((line) => line.includes('/usr/lib/postgresql/15/bin (Debian/Ubuntu layout)')),
+      logged.join('\n'),
+    );
   });
 
   it('finds an installed server through PATH, following the symbolic link', async () => {
