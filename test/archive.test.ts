@@ -2,7 +2,7 @@
 // pg_basebackup itself. A gap must never pass silently.
 
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
@@ -157,9 +157,11 @@ for (const major of majors) {
 describe('backups made by pg_basebackup', () => {
   let cluster: Cluster;
   let backupDir: string;
+  let standbyCopy: string;
 
   before(async () => {
     cluster = await startCluster(15);
+    standbyCopy = path.join(cluster.rootDir, 'standby-copy');
     await cluster.query('CREATE TABLE t (a int)');
     await cluster.query('INSERT INTO t SELECT generate_series(1, 100)');
     backupDir = path.join(cluster.rootDir, 'basebackup');
@@ -179,6 +181,26 @@ describe('backups made by pg_basebackup', () => {
         '-z',
         '-X',
         'stream',
+      ],
+      '/',
+    );
+    // A plain copy made for a standby (-R: standby.signal, primary_conninfo), WAL left to the
+    // archive (-X none): what a replica's provisioning job writes, and a common restore source.
+    await runAsServer(
+      '/usr/lib/postgresql/15/bin/pg_basebackup',
+      [
+        '-h',
+        cluster.socketDir,
+        '-p',
+        String(cluster.port),
+        '-U',
+        'postgres',
+        '-D',
+        standbyCopy,
+        '-Fp',
+        '-R',
+        '-X',
+        'none',
       ],
       '/',
     );
@@ -235,5 +257,29 @@ describe('backups made by pg_basebackup', () => {
       'SELECT count(*)::int AS n FROM t',
     );
     assert.equal(row.n, 250);
+  });
+
+  it('restores a -Fp -R copy made for a standby as a promoted cluster, with WAL from the archive', async () => {
+    assert.ok(existsSync(path.join(standbyCopy, 'standby.signal')), 'pg_basebackup -R wrote it');
+    const target = path.join(cluster.rootDir, 'r3');
+    const result = await runCli([
+      '--base-backup',
+      standbyCopy,
+      '--wal-archive',
+      cluster.archiveDir,
+      '--postgres-bin',
+      binDir(15),
+      '--data-directory',
+      target,
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stderr, /Removed standby\.signal from the restored copy/);
+    assert.ok(existsSync(path.join(standbyCopy, 'standby.signal')), 'the backup is untouched');
+    const [row] = await queryRestored<{ n: number; standby: boolean }>(
+      15,
+      target,
+      'SELECT count(*)::int AS n, pg_is_in_recovery() AS standby FROM t',
+    );
+    assert.deepEqual(row, { n: 250, standby: false });
   });
 });
