@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process';
 import { promises as fs, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
-import { buildHistory, type History } from './support/history.js';
+import { buildHistory, makeTarBackup, type History } from './support/history.js';
 import { binDir, removeTree } from './support/postgres.js';
 import { queryRestored } from './support/pitr.js';
 import pg from 'pg';
@@ -90,9 +90,12 @@ async function runAction(
 
 describe(`the action on PostgreSQL ${MAJOR}`, () => {
   let history: History;
+  let tarDir: string;
 
   before(async () => {
     history = await buildHistory(MAJOR);
+    tarDir = path.join(history.rootDir, 'tar');
+    await makeTarBackup(history.backupDir, tarDir, { gzip: true });
   });
   after(async () => {
     if (history) await removeTree(history.rootDir);
@@ -137,6 +140,43 @@ describe(`the action on PostgreSQL ${MAJOR}`, () => {
       'SELECT count(*)::int AS n FROM tab_int',
     );
     assert.equal(row.n, history.expected.name);
+  });
+
+  // Every target kind through the action, alternating a plain copy and base.tar.gz, each
+  // checked by opening the restored cluster on its own.
+  const targets: [string, () => Record<string, string>, () => number][] = [
+    ['latest', () => ({}), () => history.expected.latest],
+    ['immediate', () => ({ target: 'immediate' }), () => history.expected.immediate],
+    ['target-xid', () => ({ 'target-xid': history.targets.xid }), () => history.expected.xid],
+    [
+      'target-xid, not inclusive',
+      () => ({ 'target-xid': history.targets.xid, 'target-inclusive': 'false' }),
+      () => history.expected.xid - 1000,
+    ],
+    ['target-time', () => ({ 'target-time': history.targets.time }), () => history.expected.time],
+    ['target-lsn', () => ({ 'target-lsn': history.targets.lsn }), () => history.expected.lsn],
+    ['target-name', () => ({ 'target-name': history.targets.name }), () => history.expected.name],
+  ];
+  targets.forEach(([kind, inputs, rows], index) => {
+    const fromTar = index % 2 === 1;
+    it(`restores exactly the rows as of ${kind}, from ${fromTar ? 'base.tar.gz' : 'a plain copy'}`, async () => {
+      const run = await runAction(history.rootDir, {
+        'base-backup': fromTar ? tarDir : history.backupDir,
+        'wal-archive': history.archiveDir,
+        'postgres-bin': binDir(MAJOR),
+        'check-indexes': 'false',
+        'check-read-all': 'false',
+        ...inputs(),
+      });
+      assert.equal(run.status, 0, run.stdout);
+      const [row] = await queryRestored<{ n: number; standby: boolean }>(
+        MAJOR,
+        run.outputs['data-directory'],
+        'SELECT count(*)::int AS n, pg_is_in_recovery() AS standby FROM tab_int',
+      );
+      assert.deepEqual(row, { n: rows(), standby: false });
+      await removeTree(run.outputs['data-directory']);
+    });
   });
 
   it('fails the step with an error annotation naming the code and an error-code output', async () => {
