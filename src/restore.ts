@@ -112,6 +112,7 @@ function serverFailure(
   request: RestoreRequest,
   plan: ArchivePlan,
   logFile: string,
+  segmentSize: number,
 ): PitrError {
   const log = server.log;
   const fatal =
@@ -119,7 +120,7 @@ function serverFailure(
   const last = log.lastRestoredSegment();
   let error: PitrError;
   if (log.targetNotReached) {
-    error = targetNotReached(request, server, plan);
+    error = targetNotReached(request, server, plan, segmentSize);
   } else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
     error = new PitrError(
       'TARGET_BEFORE_CONSISTENCY',
@@ -163,12 +164,64 @@ function serverFailure(
   return error;
 }
 
+/**
+ * Where replay ended, when that is before the last archived segment of the timeline and no
+ * segment is missing: PostgreSQL took a record it could not use for the end of WAL.
+ */
+function endedBeforeArchive(
+  server: RunningServer,
+  plan: ArchivePlan,
+  segmentSize: number,
+): { stoppedIn: string; next: string } | undefined {
+  const coverage = plan.coverage;
+  if (!coverage || coverage.firstMissing || !server.log.redoDoneLsn) return undefined;
+  const endSegno = segmentNumberOf(parseLsn(server.log.redoDoneLsn), segmentSize);
+  if (endSegno >= coverage.lastSegno) return undefined;
+  const timeline = plan.chain[plan.chain.length - 1].timeline;
+  return {
+    stoppedIn: segmentFileName(timeline, endSegno, segmentSize),
+    next: segmentFileName(timeline, endSegno + 1n, segmentSize),
+  };
+}
+
+/** WAL_DAMAGED: replay ended in a segment short of the archive's last one. */
+function damagedWal(
+  server: RunningServer,
+  plan: ArchivePlan,
+  ended: { stoppedIn: string; next: string },
+  prefix: string,
+): PitrError {
+  const log = server.log;
+  const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
+  const error = new PitrError(
+    'WAL_DAMAGED',
+    `${prefix}Replay ended at ${log.redoDoneLsn} in segment ${ended.stoppedIn}, but the archive goes on to ${plan.coverage?.lastSegment}: nothing from ${ended.next} on was replayed.${why}`,
+    [
+      `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${ended.stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
+      "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
+    ],
+  );
+  error.logTail = log.tail();
+  return error;
+}
+
 function targetNotReached(
   request: RestoreRequest,
   server: RunningServer,
   plan: ArchivePlan,
+  segmentSize: number,
 ): PitrError {
   const log = server.log;
+  // A target beyond damaged WAL is never reached either; the damage is what to fix.
+  const ended = endedBeforeArchive(server, plan, segmentSize);
+  if (ended) {
+    return damagedWal(
+      server,
+      plan,
+      ended,
+      `Recovery never reached ${describeTarget(request.target)}. `,
+    );
+  }
   const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
   const lastTime = log.lastCompletedTime
     ? `, last transaction committed at ${log.lastCompletedTime}`
@@ -237,7 +290,7 @@ async function waitForPromotion(
   const started = Date.now();
   let lastReport = Date.now();
   while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
-    if (!server.running) throw serverFailure(server, request, plan, logFile);
+    if (!server.running) throw serverFailure(server, request, plan, logFile, segmentSize);
     if (Date.now() > deadline) {
       await server.stop();
       const progress = replayProgress(server, segmentSize, started, plan);
@@ -268,30 +321,13 @@ function checkWhereRecoveryEnded(
   plan: ArchivePlan,
   segmentSize: number,
 ): void {
-  const log = server.log;
   if (request.target.kind !== 'latest') {
     // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
-    if (!log.stop) throw targetNotReached(request, server, plan);
+    if (!server.log.stop) throw targetNotReached(request, server, plan, segmentSize);
     return;
   }
-  if (!plan.coverage || !log.redoDoneLsn) return;
-  const endSegno = segmentNumberOf(parseLsn(log.redoDoneLsn), segmentSize);
-  if (endSegno < plan.coverage.lastSegno) {
-    const timeline = plan.chain[plan.chain.length - 1].timeline;
-    const stoppedIn = segmentFileName(timeline, endSegno, segmentSize);
-    const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
-    const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
-    const error = new PitrError(
-      'WAL_DAMAGED',
-      `Replay ended at ${log.redoDoneLsn} in segment ${stoppedIn}, but the archive goes on to ${plan.coverage.lastSegment}: nothing from ${next} on was replayed.${why}`,
-      [
-        `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
-        "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
-      ],
-    );
-    error.logTail = log.tail();
-    throw error;
-  }
+  const ended = endedBeforeArchive(server, plan, segmentSize);
+  if (ended) throw damagedWal(server, plan, ended, '');
 }
 
 /**

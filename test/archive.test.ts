@@ -8,6 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
 import { binDir, removeTree, runAsServer, startCluster, type Cluster } from './support/postgres.js';
 import { copyArchive, queryRestored, runCli } from './support/pitr.js';
+import { formatLsn, parseSegmentFileName, segmentStartLsn } from '../src/wal-names.js';
 
 const majors = process.env.PITR_TEST_MAJORS
   ? process.env.PITR_TEST_MAJORS.split(',')
@@ -94,6 +95,32 @@ for (const major of majors) {
       assert.match(result.stderr, new RegExp(`in segment ${damaged}`));
       // 10 ends replay there without logging why; 11 and later log the bad page header.
       if (major >= 11) assert.match(result.stderr, /invalid magic number 0000/);
+    });
+
+    it('names the damaged segment, not the end of the archive, when a target lies beyond it', async () => {
+      // 13+ stop with "recovery ended before configured recovery target was reached", 10 to
+      // 12 promote without a word; either way the cause is the damage, not the target.
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const damaged = segments[segments.length - 2];
+      const archive = path.join(history.rootDir, 'damaged-archive-2');
+      await copyArchive(history.archiveDir, archive);
+      const handle = await fs.open(path.join(archive, damaged), 'r+');
+      await handle.write(Buffer.alloc(16), 0, 16, 2 * 8192);
+      await handle.close();
+      const last = parseSegmentFileName(segments[segments.length - 1], history.segmentSize);
+      assert.ok(last);
+      const target = formatLsn(segmentStartLsn(last.segno, history.segmentSize) + 0x100n);
+
+      const result = await restore(archive, ['--target-lsn', target]);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
+      assert.match(
+        result.stderr,
+        new RegExp(
+          `Recovery never reached LSN ${target}\\. Replay ended at .* in segment ${damaged}`,
+        ),
+      );
+      assert.doesNotMatch(result.stderr, /at the end of the archive/);
     });
 
     it('names a truncated segment before replay, with the sizes', async () => {

@@ -50318,13 +50318,13 @@ async function writeRecoveryConfiguration(major, recovery, workspace, account) {
     // From 12 on the settings go on the command line; recovery.signal only switches recovery on.
     return major >= 12 ? commandLineSettings(recovery) : [];
 }
-function serverFailure(server, request, plan, logFile) {
+function serverFailure(server, request, plan, logFile, segmentSize) {
     const log = server.log;
     const fatal = log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
     const last = log.lastRestoredSegment();
     let error;
     if (log.targetNotReached) {
-        error = targetNotReached(request, server, plan);
+        error = targetNotReached(request, server, plan, segmentSize);
     }
     else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
         error = new PitrError('TARGET_BEFORE_CONSISTENCY', `The target ${describeTarget(request.target)} lies before the end of the backup: the server said "${fatal}".`, [
@@ -50351,8 +50351,41 @@ function serverFailure(server, request, plan, logFile) {
     error.logTail = log.tail();
     return error;
 }
-function targetNotReached(request, server, plan) {
+/**
+ * Where replay ended, when that is before the last archived segment of the timeline and no
+ * segment is missing: PostgreSQL took a record it could not use for the end of WAL.
+ */
+function endedBeforeArchive(server, plan, segmentSize) {
+    const coverage = plan.coverage;
+    if (!coverage || coverage.firstMissing || !server.log.redoDoneLsn)
+        return undefined;
+    const endSegno = segmentNumberOf(parseLsn(server.log.redoDoneLsn), segmentSize);
+    if (endSegno >= coverage.lastSegno)
+        return undefined;
+    const timeline = plan.chain[plan.chain.length - 1].timeline;
+    return {
+        stoppedIn: segmentFileName(timeline, endSegno, segmentSize),
+        next: segmentFileName(timeline, endSegno + 1n, segmentSize),
+    };
+}
+/** WAL_DAMAGED: replay ended in a segment short of the archive's last one. */
+function damagedWal(server, plan, ended, prefix) {
     const log = server.log;
+    const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
+    const error = new PitrError('WAL_DAMAGED', `${prefix}Replay ended at ${log.redoDoneLsn} in segment ${ended.stoppedIn}, but the archive goes on to ${plan.coverage?.lastSegment}: nothing from ${ended.next} on was replayed.${why}`, [
+        `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${ended.stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
+        "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
+    ]);
+    error.logTail = log.tail();
+    return error;
+}
+function targetNotReached(request, server, plan, segmentSize) {
+    const log = server.log;
+    // A target beyond damaged WAL is never reached either; the damage is what to fix.
+    const ended = endedBeforeArchive(server, plan, segmentSize);
+    if (ended) {
+        return damagedWal(server, plan, ended, `Recovery never reached ${describeTarget(request.target)}. `);
+    }
     const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
     const lastTime = log.lastCompletedTime
         ? `, last transaction committed at ${log.lastCompletedTime}`
@@ -50405,7 +50438,7 @@ async function waitForPromotion(server, request, plan, logFile, segmentSize) {
     let lastReport = Date.now();
     while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
         if (!server.running)
-            throw serverFailure(server, request, plan, logFile);
+            throw serverFailure(server, request, plan, logFile, segmentSize);
         if (Date.now() > deadline) {
             await server.stop();
             const progress = replayProgress(server, segmentSize, started, plan);
@@ -50426,28 +50459,15 @@ async function waitForPromotion(server, request, plan, logFile, segmentSize) {
     }
 }
 function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
-    const log = server.log;
     if (request.target.kind !== 'latest') {
         // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
-        if (!log.stop)
-            throw targetNotReached(request, server, plan);
+        if (!server.log.stop)
+            throw targetNotReached(request, server, plan, segmentSize);
         return;
     }
-    if (!plan.coverage || !log.redoDoneLsn)
-        return;
-    const endSegno = segmentNumberOf(parseLsn(log.redoDoneLsn), segmentSize);
-    if (endSegno < plan.coverage.lastSegno) {
-        const timeline = plan.chain[plan.chain.length - 1].timeline;
-        const stoppedIn = segmentFileName(timeline, endSegno, segmentSize);
-        const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
-        const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
-        const error = new PitrError('WAL_DAMAGED', `Replay ended at ${log.redoDoneLsn} in segment ${stoppedIn}, but the archive goes on to ${plan.coverage.lastSegment}: nothing from ${next} on was replayed.${why}`, [
-            `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
-            "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
-        ]);
-        error.logTail = log.tail();
-        throw error;
-    }
+    const ended = endedBeforeArchive(server, plan, segmentSize);
+    if (ended)
+        throw damagedWal(server, plan, ended, '');
 }
 /**
  * Reads where replay ended, and switches archiving off in the restored cluster's own
