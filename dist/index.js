@@ -46716,6 +46716,113 @@ async function readControlFile(dataDirectory) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/superuser.ts
+// The name of the cluster's bootstrap superuser, read from its files. pitr connects to the
+// restored cluster as a superuser, and the one role every cluster has is the one initdb made
+// (object id 10). It is called postgres only by custom: initdb -U, and images such as the
+// official Docker one (POSTGRES_USER), give it the application's name. No query can ask for
+// the name before a connection, so it is read from pg_authid's heap file directly.
+//
+// What is read is a guess to try, never trusted on its own: the server's answer to a
+// connection decides. A name may be stale (a role renamed since the last checkpoint) or a dead
+// row version may be found next to the live one; every candidate is offered in turn.
+
+
+/** pg_authid's object id; also its file number until a VACUUM FULL moves it. */
+const PG_AUTHID = 1260;
+const BOOTSTRAP_SUPERUSER_ID = 10;
+/** pg_filenode.map: int32 magic, int32 count, then (oid, file number) pairs. */
+const RELMAP_MAGIC = 0x592717;
+const NAME_LENGTH = 64;
+const PAGE_HEADER_SIZE = 24;
+const LP_NORMAL = 1;
+/** t_infomask bits: the row has an OID in its header (before 12); its xmax is not in use. */
+const HEAP_HASOID_OLD = 0x0008;
+const HEAP_XMAX_INVALID = 0x0800;
+/** The file number of pg_authid in global/, from the shared relation map. */
+async function authidFileNumber(dataDirectory) {
+    const map = await external_node_fs_namespaceObject.promises.readFile(external_node_path_namespaceObject.join(dataDirectory, 'global', 'pg_filenode.map'));
+    if (map.length < 8 || map.readInt32LE(0) !== RELMAP_MAGIC)
+        return PG_AUTHID;
+    const count = map.readInt32LE(4);
+    for (let i = 0; i < count && 16 + i * 8 <= map.length; i++) {
+        if (map.readUInt32LE(8 + i * 8) === PG_AUTHID)
+            return map.readUInt32LE(12 + i * 8);
+    }
+    return PG_AUTHID;
+}
+/** Rows of pg_authid whose object id is 10, from one heap page. */
+function bootstrapRowsOfPage(page, major) {
+    const rows = [];
+    const lower = page.readUInt16LE(12);
+    for (let pointer = PAGE_HEADER_SIZE; pointer + 4 <= lower; pointer += 4) {
+        const item = page.readUInt32LE(pointer);
+        const offset = item & 0x7fff;
+        const flags = (item >>> 15) & 0x3;
+        const length = item >>> 17;
+        if (flags !== LP_NORMAL || offset + length > page.length || length < 24)
+            continue;
+        const tuple = page.subarray(offset, offset + length);
+        const infomask = tuple.readUInt16LE(20);
+        const dataStart = tuple[22];
+        let oid;
+        let nameStart;
+        if (major >= 12) {
+            // From 12 on, oid is an ordinary first column and rolname follows it.
+            if (dataStart + 4 + NAME_LENGTH > tuple.length)
+                continue;
+            oid = tuple.readUInt32LE(dataStart);
+            nameStart = dataStart + 4;
+        }
+        else {
+            // Before 12, the row's OID sits in the last four bytes of its header.
+            if (!(infomask & HEAP_HASOID_OLD) || dataStart + NAME_LENGTH > tuple.length)
+                continue;
+            oid = tuple.readUInt32LE(dataStart - 4);
+            nameStart = dataStart;
+        }
+        if (oid !== BOOTSTRAP_SUPERUSER_ID)
+            continue;
+        const raw = tuple.subarray(nameStart, nameStart + NAME_LENGTH);
+        const end = raw.indexOf(0);
+        const name = raw.subarray(0, end === -1 ? NAME_LENGTH : end).toString('utf8');
+        const xmax = tuple.readUInt32LE(4);
+        const replaced = xmax !== 0 && !(infomask & HEAP_XMAX_INVALID);
+        if (name)
+            rows.push({ name, replaced });
+    }
+    return rows;
+}
+/**
+ * Names to connect as, best first: the bootstrap superuser's name as pg_authid holds it (row
+ * versions no one replaced before the others), then "postgres". Never throws: an unreadable
+ * file leaves "postgres" alone.
+ */
+async function superuserCandidates(dataDirectory, major) {
+    const found = [];
+    try {
+        const fileNumber = await authidFileNumber(dataDirectory);
+        const heap = await external_node_fs_namespaceObject.promises.readFile(external_node_path_namespaceObject.join(dataDirectory, 'global', String(fileNumber)));
+        // pd_pagesize_version holds the page size in its high byte, so the block size need not be
+        // known; a page never written (all zeros) is passed over at the size of the others.
+        let pageSize = 8192;
+        for (let at = 0; at + PAGE_HEADER_SIZE <= heap.length; at += pageSize) {
+            const stated = heap.readUInt16LE(at + 18) & 0xff00;
+            if (stated < 1024)
+                continue;
+            pageSize = stated;
+            if (at + pageSize > heap.length)
+                break;
+            found.push(...bootstrapRowsOfPage(heap.subarray(at, at + pageSize), major));
+        }
+    }
+    catch {
+        // The file could not be read or parsed: the server's answer is the test anyway.
+    }
+    const ordered = [...found.filter((r) => !r.replaced), ...found.filter((r) => r.replaced)];
+    return [...new Set([...ordered.map((r) => r.name), 'postgres'])];
+}
+
 ;// CONCATENATED MODULE: ./src/recovery-config.ts
 // Recovery settings, as each major wants them. 10 and 11 read recovery.conf in the data
 // directory; 12 and later take ordinary settings plus a recovery.signal file. On 12+ pitr
@@ -47028,10 +47135,16 @@ class RunningServer {
     get running() {
         return this.exit === undefined;
     }
-    /** A client connected over the private socket, as the first of `users` that exists. */
-    async connect(users, database = 'postgres') {
-        let lastError;
-        for (const user of users) {
+    /** The superuser role pitr connects as, once a connection has found it. */
+    user;
+    /**
+     * A client connected over the private socket as the cluster's superuser: the first of the
+     * candidate roles that exists, remembered for the connections after it.
+     */
+    async connect(database = 'postgres') {
+        const candidates = this.user ? [this.user] : this.options.superusers;
+        const refused = [];
+        for (const user of candidates) {
             const client = new esm.Client({
                 host: this.options.socketDirectory,
                 port: this.options.port,
@@ -47040,17 +47153,19 @@ class RunningServer {
             });
             try {
                 await client.connect();
+                this.user = user;
                 return client;
             }
             catch (error) {
-                lastError = error;
                 await client.end().catch(() => undefined);
+                const message = error.message;
                 // Only a missing role is worth another try; anything else will not get better.
-                if (!/role .* does not exist/.test(lastError.message))
-                    break;
+                if (!/^role .* does not exist/.test(message))
+                    throw error;
+                refused.push(message);
             }
         }
-        throw lastError ?? new Error('no user to connect as');
+        throw new Error(`no superuser role to connect as: ${refused.join('; ')} (the names were read from global/pg_authid's file)`);
     }
     /**
      * Stops the server with a fast shutdown (SIGINT): sessions are ended, a shutdown
@@ -47094,10 +47209,10 @@ async function startForLaterSteps(options) {
     });
     const stopCommand = `${quoteShellWord(pgCtl)} stop -m fast -D ${quoteShellWord(options.dataDirectory)}`;
     return {
-        uri: `postgresql://postgres@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
+        uri: `postgresql://${encodeURIComponent(options.user)}@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
         host: options.socketDirectory,
         port: options.port,
-        user: 'postgres',
+        user: options.user,
         stop: options.account.switchUser
             ? `runuser -u ${options.account.name} -- ${stopCommand}`
             : stopCommand,
@@ -49505,10 +49620,10 @@ function splitSql(text) {
     });
 }
 // ---- check files ----------------------------------------------------------------------------
-const NAME_LENGTH = 80;
+const sql_checks_NAME_LENGTH = 80;
 function nameFromFirstLine(sql) {
     const firstLine = sql.split(/\r\n|\r|\n/)[0].trimEnd();
-    return firstLine.length > NAME_LENGTH ? `${firstLine.slice(0, NAME_LENGTH - 1)}…` : firstLine;
+    return firstLine.length > sql_checks_NAME_LENGTH ? `${firstLine.slice(0, sql_checks_NAME_LENGTH - 1)}…` : firstLine;
 }
 /** A database name as written after `-- database:`, with "double quotes" allowed. */
 function unquoteDatabase(value) {
@@ -49945,7 +50060,7 @@ async function verifyRestore(server, request, options) {
         : [];
     const checks = [...inlineChecks(request.verifyQueries, request.database), ...fileChecks];
     if (checks.length > 0) {
-        const results = await runSqlChecks(checks, (database) => server.connect(['postgres'], database));
+        const results = await runSqlChecks(checks, (database) => server.connect(database));
         for (const result of results) {
             reports.push({
                 name: result.name,
@@ -49962,7 +50077,7 @@ async function verifyRestore(server, request, options) {
         }
     }
     if (request.checkIndexes || request.checkHeap || request.checkReadAll) {
-        const builtin = await runBuiltinChecks((database) => server.connect(['postgres'], database), {
+        const builtin = await runBuiltinChecks((database) => server.connect(database), {
             amcheck: request.checkIndexes,
             heapcheck: request.checkHeap,
             readAll: request.checkReadAll,
@@ -50274,6 +50389,7 @@ async function checkServerAccountAccess(workspace, account, archive) {
 
 
 
+
 const SERVER_PORT = 5432;
 const PROGRESS_EVERY_MS = 5_000;
 /** How much of the server log the action shows in its collapsed group; the file has it all. */
@@ -50469,7 +50585,16 @@ function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
  * restored copy started later by hand would otherwise push its new timeline into it.
  */
 async function finishRestoredCluster(server) {
-    const client = await server.connect(['postgres']);
+    let client;
+    try {
+        client = await server.connect();
+    }
+    catch (error) {
+        throw new PitrError('SERVER_FAILED', `Recovery finished, but pitr could not connect to the restored server: ${error.message}.`, [
+            'pitr connects over its private socket with trust authentication, as the bootstrap superuser (the role initdb made); if that role was renamed after the backup, the name pitr read from the backup is no longer there.',
+            "Start the data directory with pg_ctl and connect as the cluster's superuser to see its roles.",
+        ]);
+    }
     try {
         const { rows } = await client.query('SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time');
         await client.query('ALTER SYSTEM SET archive_mode = off');
@@ -50571,6 +50696,7 @@ async function restore(request, report = newReport(describeTarget(request.target
         logFile: workspace.logFile,
         socketDirectory: workspace.socketDirectory,
         port: SERVER_PORT,
+        superusers: await superuserCandidates(workspace.dataDirectory, major),
     });
     let keepSocket = false;
     try {
@@ -50616,6 +50742,7 @@ async function restore(request, report = newReport(describeTarget(request.target
                 logFile: workspace.logFile,
                 socketDirectory: workspace.socketDirectory,
                 port: SERVER_PORT,
+                user: server.user ?? 'postgres',
             });
             keepSocket = true;
             log.info(`The restored server keeps running for later steps: ${report.connection.uri}`);

@@ -5,6 +5,7 @@
 import { log } from './log.js';
 import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
+import type pg from 'pg';
 import { repairHistoryFile } from './archive.js';
 import { planArchive, describeWindow, type ArchivePlan } from './preflight.js';
 import { parseBackupLabel, type BackupLabel } from './backup-label.js';
@@ -12,6 +13,7 @@ import { locateBackup, materializeBackup, readMajorVersion } from './backup.js';
 import { PitrError } from './errors.js';
 import { resolveServerAccount, type ServerAccount } from './os-user.js';
 import { readControlFile } from './pg-control.js';
+import { superuserCandidates } from './superuser.js';
 import {
   commandLineSettings,
   escapePercent,
@@ -338,7 +340,19 @@ function checkWhereRecoveryEnded(
 async function finishRestoredCluster(
   server: RunningServer,
 ): Promise<{ lsn: string; time: string }> {
-  const client = await server.connect(['postgres']);
+  let client: pg.Client;
+  try {
+    client = await server.connect();
+  } catch (error) {
+    throw new PitrError(
+      'SERVER_FAILED',
+      `Recovery finished, but pitr could not connect to the restored server: ${(error as Error).message}.`,
+      [
+        'pitr connects over its private socket with trust authentication, as the bootstrap superuser (the role initdb made); if that role was renamed after the backup, the name pitr read from the backup is no longer there.',
+        "Start the data directory with pg_ctl and connect as the cluster's superuser to see its roles.",
+      ],
+    );
+  }
   try {
     const { rows } = await client.query<{ lsn: string | null; time: Date | null }>(
       'SELECT pg_last_wal_replay_lsn()::text AS lsn, pg_last_xact_replay_timestamp() AS time',
@@ -481,6 +495,7 @@ export async function restore(
     logFile: workspace.logFile,
     socketDirectory: workspace.socketDirectory,
     port: SERVER_PORT,
+    superusers: await superuserCandidates(workspace.dataDirectory, major),
   });
 
   let keepSocket = false;
@@ -542,6 +557,7 @@ export async function restore(
         logFile: workspace.logFile,
         socketDirectory: workspace.socketDirectory,
         port: SERVER_PORT,
+        user: server.user ?? 'postgres',
       });
       keepSocket = true;
       log.info(`The restored server keeps running for later steps: ${report.connection.uri}`);

@@ -23,6 +23,8 @@ export interface ServerOptions {
   logFile: string;
   socketDirectory: string;
   port: number;
+  /** Roles to connect as, best first: the bootstrap superuser's name read from the files. */
+  superusers: string[];
 }
 
 export interface ServerExit {
@@ -90,10 +92,17 @@ export class RunningServer {
     return this.exit === undefined;
   }
 
-  /** A client connected over the private socket, as the first of `users` that exists. */
-  async connect(users: string[], database = 'postgres'): Promise<pg.Client> {
-    let lastError: Error | undefined;
-    for (const user of users) {
+  /** The superuser role pitr connects as, once a connection has found it. */
+  user?: string;
+
+  /**
+   * A client connected over the private socket as the cluster's superuser: the first of the
+   * candidate roles that exists, remembered for the connections after it.
+   */
+  async connect(database = 'postgres'): Promise<pg.Client> {
+    const candidates = this.user ? [this.user] : this.options.superusers;
+    const refused: string[] = [];
+    for (const user of candidates) {
       const client = new pg.Client({
         host: this.options.socketDirectory,
         port: this.options.port,
@@ -102,15 +111,19 @@ export class RunningServer {
       });
       try {
         await client.connect();
+        this.user = user;
         return client;
       } catch (error) {
-        lastError = error as Error;
         await client.end().catch(() => undefined);
+        const message = (error as Error).message;
         // Only a missing role is worth another try; anything else will not get better.
-        if (!/role .* does not exist/.test(lastError.message)) break;
+        if (!/^role .* does not exist/.test(message)) throw error;
+        refused.push(message);
       }
     }
-    throw lastError ?? new Error('no user to connect as');
+    throw new Error(
+      `no superuser role to connect as: ${refused.join('; ')} (the names were read from global/pg_authid's file)`,
+    );
   }
 
   /**
@@ -155,6 +168,8 @@ export async function startForLaterSteps(options: {
   logFile: string;
   socketDirectory: string;
   port: number;
+  /** The superuser role later steps connect as. */
+  user: string;
 }): Promise<KeptServer> {
   // pg_ctl hands -o to /bin/sh, so every word is quoted for it.
   const serverOptions = commandLineSettings(options.settings).map(quoteShellWord).join(' ');
@@ -181,10 +196,10 @@ export async function startForLaterSteps(options: {
   );
   const stopCommand = `${quoteShellWord(pgCtl)} stop -m fast -D ${quoteShellWord(options.dataDirectory)}`;
   return {
-    uri: `postgresql://postgres@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
+    uri: `postgresql://${encodeURIComponent(options.user)}@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
     host: options.socketDirectory,
     port: options.port,
-    user: 'postgres',
+    user: options.user,
     stop: options.account.switchUser
       ? `runuser -u ${options.account.name} -- ${stopCommand}`
       : stopCommand,

@@ -130,9 +130,7 @@ export async function verifyRestore(
     : [];
   const checks = [...inlineChecks(request.verifyQueries, request.database), ...fileChecks];
   if (checks.length > 0) {
-    const results = await runSqlChecks(checks, (database) =>
-      server.connect(['postgres'], database),
-    );
+    const results = await runSqlChecks(checks, (database) => server.connect(database));
     for (const result of results) {
       reports.push({
         name: result.name,
@@ -150,7 +148,7 @@ export async function verifyRestore(
   }
 
   if (request.checkIndexes || request.checkHeap || request.checkReadAll) {
-    const builtin = await runBuiltinChecks((database) => server.connect(['postgres'], database), {
+    const builtin = await runBuiltinChecks((database) => server.connect(database), {
       amcheck: request.checkIndexes,
       heapcheck: request.checkHeap,
       readAll: request.checkReadAll,

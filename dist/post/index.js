@@ -38436,10 +38436,16 @@ class RunningServer {
     get running() {
         return this.exit === undefined;
     }
-    /** A client connected over the private socket, as the first of `users` that exists. */
-    async connect(users, database = 'postgres') {
-        let lastError;
-        for (const user of users) {
+    /** The superuser role pitr connects as, once a connection has found it. */
+    user;
+    /**
+     * A client connected over the private socket as the cluster's superuser: the first of the
+     * candidate roles that exists, remembered for the connections after it.
+     */
+    async connect(database = 'postgres') {
+        const candidates = this.user ? [this.user] : this.options.superusers;
+        const refused = [];
+        for (const user of candidates) {
             const client = new pg.Client({
                 host: this.options.socketDirectory,
                 port: this.options.port,
@@ -38448,17 +38454,19 @@ class RunningServer {
             });
             try {
                 await client.connect();
+                this.user = user;
                 return client;
             }
             catch (error) {
-                lastError = error;
                 await client.end().catch(() => undefined);
+                const message = error.message;
                 // Only a missing role is worth another try; anything else will not get better.
-                if (!/role .* does not exist/.test(lastError.message))
-                    break;
+                if (!/^role .* does not exist/.test(message))
+                    throw error;
+                refused.push(message);
             }
         }
-        throw lastError ?? new Error('no user to connect as');
+        throw new Error(`no superuser role to connect as: ${refused.join('; ')} (the names were read from global/pg_authid's file)`);
     }
     /**
      * Stops the server with a fast shutdown (SIGINT): sessions are ended, a shutdown
@@ -38502,10 +38510,10 @@ async function startForLaterSteps(options) {
     });
     const stopCommand = `${quoteShellWord(pgCtl)} stop -m fast -D ${quoteShellWord(options.dataDirectory)}`;
     return {
-        uri: `postgresql://postgres@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
+        uri: `postgresql://${encodeURIComponent(options.user)}@/postgres?host=${encodeURIComponent(options.socketDirectory)}&port=${options.port}`,
         host: options.socketDirectory,
         port: options.port,
-        user: 'postgres',
+        user: options.user,
         stop: options.account.switchUser
             ? `runuser -u ${options.account.name} -- ${stopCommand}`
             : stopCommand,

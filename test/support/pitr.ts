@@ -49,6 +49,7 @@ export async function queryRestored<T = Record<string, unknown>>(
   major: number,
   dataDirectory: string,
   sql: string,
+  user = 'postgres',
 ): Promise<T[]> {
   const socket = await makeServerDirectory(`${dataDirectory}.check-socket`);
   const port = nextPort++;
@@ -61,7 +62,7 @@ export async function queryRestored<T = Record<string, unknown>>(
     '/',
   );
   try {
-    const client = new pg.Client({ host: socket, port, user: 'postgres', database: 'postgres' });
+    const client = new pg.Client({ host: socket, port, user, database: 'postgres' });
     await client.connect();
     try {
       return (await client.query(sql)).rows as T[];

@@ -181,7 +181,7 @@ export interface Cluster {
   port: number;
   /** WAL segment size in bytes: 1 MB from 11 on, 16 MB on 10 (fixed at compile time there). */
   segmentSize: number;
-  /** One statement on a fresh connection as user postgres to database postgres. */
+  /** One statement on a fresh connection as the superuser to database postgres. */
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   query<T = any>(sql: string, params?: unknown[]): Promise<T[]>;
   /** A connected client for work that must stay in one session; the caller ends it. */
@@ -199,6 +199,8 @@ export interface ClusterOptions {
   walSegmentSizeMB?: number;
   /** postgresql.conf settings, applied after (and so overriding) the defaults below. */
   settings?: Record<string, string>;
+  /** The bootstrap superuser's name (initdb -U); postgres by default. */
+  superuser?: string;
 }
 
 /** Data directories of running clusters, for the exit safety net. */
@@ -214,9 +216,10 @@ export async function startCluster(major: number, options: ClusterOptions = {}):
   // With listen_addresses empty the port only names the socket file, and the socket directory is
   // private to this cluster, so any port is free.
   const port = 20000 + Math.floor(Math.random() * 40000);
+  const superuser = options.superuser ?? 'postgres';
 
   try {
-    await initdb(bin, major, dataDir, options.walSegmentSizeMB ?? 1);
+    await initdb(bin, major, dataDir, options.walSegmentSizeMB ?? 1, superuser);
     const settings = { ...defaultSettings(archiveDir, socketDir, port), ...options.settings };
     await appendFile(path.join(dataDir, 'postgresql.conf'), renderSettings(settings));
     await startServer(bin, dataDir, logFile);
@@ -226,7 +229,17 @@ export async function startCluster(major: number, options: ClusterOptions = {}):
     throw error;
   }
 
-  const paths = { major, binDir: bin, rootDir, dataDir, archiveDir, socketDir, logFile, port };
+  const paths = {
+    major,
+    binDir: bin,
+    rootDir,
+    dataDir,
+    archiveDir,
+    socketDir,
+    logFile,
+    port,
+    superuser,
+  };
   const cluster = makeCluster(paths);
   try {
     const [info] = await cluster.query<{ version: string; segment_size: string }>(
@@ -242,11 +255,17 @@ export async function startCluster(major: number, options: ClusterOptions = {}):
   return cluster;
 }
 
-async function initdb(bin: string, major: number, dataDir: string, segmentMB: number) {
+async function initdb(
+  bin: string,
+  major: number,
+  dataDir: string,
+  segmentMB: number,
+  superuser: string,
+) {
   // --no-sync (all of 10..18) because a test cluster never has to survive a crash; the C locale
   // because containers often have no others; --wal-segsize exists from 11, and small segments
   // keep the archives small and fast.
-  const args = ['-D', dataDir, '-U', 'postgres', '--auth=trust', '-E', 'UTF8'];
+  const args = ['-D', dataDir, '-U', superuser, '--auth=trust', '-E', 'UTF8'];
   args.push('--locale=C', '--no-sync');
   if (major >= 11) args.push(`--wal-segsize=${segmentMB}`);
   await runAsServer(path.join(bin, 'initdb'), args, path.dirname(dataDir));
@@ -320,13 +339,14 @@ interface ClusterPaths {
   socketDir: string;
   logFile: string;
   port: number;
+  superuser: string;
 }
 
 function makeCluster(paths: ClusterPaths): Cluster {
-  const { binDir: bin, dataDir, archiveDir, socketDir, logFile, port } = paths;
+  const { binDir: bin, dataDir, archiveDir, socketDir, logFile, port, superuser } = paths;
 
   const connect = async (): Promise<pg.Client> => {
-    const client = new pg.Client({ host: socketDir, port, user: 'postgres', database: 'postgres' });
+    const client = new pg.Client({ host: socketDir, port, user: superuser, database: 'postgres' });
     await client.connect();
     return client;
   };
