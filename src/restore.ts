@@ -25,17 +25,11 @@ import {
 import { describeTarget, type RestoreRequest } from './request.js';
 import { RunningServer, startForLaterSteps, type KeptServer } from './server.js';
 import { newReport, type RestoreReport } from './report.js';
+import { checkWhereRecoveryEnded, serverFailure, type Replay } from './replay-outcome.js';
 import { checkControlMatchesVersion, resolvePostgres } from './install.js';
 import { verifyRestore, type CheckReport } from './verification.js';
 import { checkServerAccountAccess, prepareWorkspace, type Workspace } from './workspace.js';
-import {
-  formatLsn,
-  parseLsn,
-  parseSegmentFileName,
-  segmentFileName,
-  segmentNumberOf,
-  segmentStartLsn,
-} from './wal-names.js';
+import { formatLsn, parseSegmentFileName, segmentStartLsn } from './wal-names.js';
 
 export interface RestoreResult {
   recoveredLsn: string;
@@ -109,148 +103,6 @@ async function writeRecoveryConfiguration(
   return major >= 12 ? commandLineSettings(recovery) : [];
 }
 
-function serverFailure(
-  server: RunningServer,
-  request: RestoreRequest,
-  plan: ArchivePlan,
-  logFile: string,
-  segmentSize: number,
-): PitrError {
-  const log = server.log;
-  const fatal =
-    log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
-  const last = log.lastRestoredSegment();
-  let error: PitrError;
-  if (log.targetNotReached) {
-    error = targetNotReached(request, server, plan, segmentSize);
-  } else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
-    error = new PitrError(
-      'TARGET_BEFORE_CONSISTENCY',
-      `The target ${describeTarget(request.target)} lies before the end of the backup: the server said "${fatal}".`,
-      [
-        'A backup can only be restored to points after it finished; the earliest is target: immediate.',
-        'Use an older base backup to reach an earlier point.',
-      ],
-    );
-  } else if (/WAL ends before (end of online backup|consistent recovery point)/.test(fatal)) {
-    error = new PitrError(
-      'WAL_MISSING_FOR_CONSISTENCY',
-      `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`,
-      [
-        "The segments written while the backup ran must all be in the archive (or the backup's pg_wal).",
-      ],
-    );
-  } else if (
-    /is not a child of this server's history|recovery target timeline \d+ does not exist/.test(
-      fatal,
-    )
-  ) {
-    error = new PitrError(
-      'TIMELINE_NOT_IN_HISTORY',
-      `The server refused the target timeline: ${fatal}.`,
-      [
-        'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
-      ],
-    );
-  } else {
-    error = new PitrError(
-      'SERVER_FAILED',
-      `The restored server stopped during recovery: ${fatal}.`,
-      [
-        `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
-        "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
-      ],
-    );
-  }
-  error.logTail = log.tail();
-  return error;
-}
-
-/**
- * Where replay ended, when that is before the last archived segment of the timeline and no
- * segment is missing: PostgreSQL took a record it could not use for the end of WAL.
- */
-function endedBeforeArchive(
-  server: RunningServer,
-  plan: ArchivePlan,
-  segmentSize: number,
-): { stoppedIn: string; next: string } | undefined {
-  const coverage = plan.coverage;
-  if (!coverage || coverage.firstMissing || !server.log.redoDoneLsn) return undefined;
-  const endSegno = segmentNumberOf(parseLsn(server.log.redoDoneLsn), segmentSize);
-  if (endSegno >= coverage.lastSegno) return undefined;
-  const timeline = plan.chain[plan.chain.length - 1].timeline;
-  return {
-    stoppedIn: segmentFileName(timeline, endSegno, segmentSize),
-    next: segmentFileName(timeline, endSegno + 1n, segmentSize),
-  };
-}
-
-/** WAL_DAMAGED: replay ended in a segment short of the archive's last one. */
-function damagedWal(
-  server: RunningServer,
-  plan: ArchivePlan,
-  ended: { stoppedIn: string; next: string },
-  prefix: string,
-): PitrError {
-  const log = server.log;
-  const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
-  const error = new PitrError(
-    'WAL_DAMAGED',
-    `${prefix}Replay ended at ${log.redoDoneLsn} in segment ${ended.stoppedIn}, but the archive goes on to ${plan.coverage?.lastSegment}: nothing from ${ended.next} on was replayed.${why}`,
-    [
-      `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${ended.stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
-      "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
-    ],
-  );
-  error.logTail = log.tail();
-  return error;
-}
-
-function targetNotReached(
-  request: RestoreRequest,
-  server: RunningServer,
-  plan: ArchivePlan,
-  segmentSize: number,
-): PitrError {
-  const log = server.log;
-  // A target beyond damaged WAL is never reached either; the damage is what to fix.
-  const ended = endedBeforeArchive(server, plan, segmentSize);
-  if (ended) {
-    return damagedWal(
-      server,
-      plan,
-      ended,
-      `Recovery never reached ${describeTarget(request.target)}. `,
-    );
-  }
-  const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
-  const lastTime = log.lastCompletedTime
-    ? `, last transaction committed at ${log.lastCompletedTime}`
-    : '';
-  const missing = plan.coverage?.firstMissing;
-  const where = missing
-    ? `at the gap in the archive: segment ${missing} is missing`
-    : `at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'})`;
-  const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
-  const hints = missing
-    ? [
-        `Find ${missing} in the primary's pg_wal or another copy of the archive; replay cannot pass the gap.`,
-        'If the target really lies after the gap, no restore from this archive reaches it.',
-      ]
-    : [
-        'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
-        'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
-      ];
-  const error = new PitrError(
-    'TARGET_NOT_REACHED',
-    `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, ${where}.${reach}`,
-    hints,
-  );
-  error.logTail = log.tail();
-  return error;
-}
-
 /** How far replay got and how fast: for progress lines and the timeout message. */
 function replayProgress(
   server: RunningServer,
@@ -281,18 +133,13 @@ function replayProgress(
   return text;
 }
 
-async function waitForPromotion(
-  server: RunningServer,
-  request: RestoreRequest,
-  plan: ArchivePlan,
-  logFile: string,
-  segmentSize: number,
-): Promise<void> {
+async function waitForPromotion(replay: Replay): Promise<void> {
+  const { server, request, plan, segmentSize } = replay;
   const deadline = Date.now() + request.timeoutSeconds * 1000;
   const started = Date.now();
   let lastReport = Date.now();
   while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
-    if (!server.running) throw serverFailure(server, request, plan, logFile, segmentSize);
+    if (!server.running) throw await serverFailure(replay);
     if (Date.now() > deadline) {
       await server.stop();
       const progress = replayProgress(server, segmentSize, started, plan);
@@ -315,21 +162,6 @@ async function waitForPromotion(
     const wait = Math.max(1, Math.min(100, deadline - Date.now() + 1));
     await new Promise((resolve) => setTimeout(resolve, wait));
   }
-}
-
-function checkWhereRecoveryEnded(
-  server: RunningServer,
-  request: RestoreRequest,
-  plan: ArchivePlan,
-  segmentSize: number,
-): void {
-  if (request.target.kind !== 'latest') {
-    // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
-    if (!server.log.stop) throw targetNotReached(request, server, plan, segmentSize);
-    return;
-  }
-  const ended = endedBeforeArchive(server, plan, segmentSize);
-  if (ended) throw damagedWal(server, plan, ended, '');
 }
 
 /**
@@ -498,13 +330,21 @@ export async function restore(
     superusers: await superuserCandidates(workspace.dataDirectory, major),
   });
 
+  const replay: Replay = {
+    server,
+    request,
+    plan,
+    logFile: workspace.logFile,
+    major,
+    segmentSize: control.walSegmentSize,
+  };
   let keepSocket = false;
   try {
-    await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
+    await waitForPromotion(replay);
     log.info(
       `Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`,
     );
-    checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
+    await checkWhereRecoveryEnded(replay);
 
     report.steps.replay = secondsSince(replayStart);
     log.group(

@@ -48,6 +48,13 @@ const PAGE_MAGIC = new Map<number, number>([
   [18, 0xd118],
 ]);
 
+/** XLOG_PAGE_MAGIC of a major, 10 to 18. */
+export function pageMagic(major: number): number {
+  const magic = PAGE_MAGIC.get(major);
+  if (magic === undefined) throw new Error(`No WAL page magic known for PostgreSQL ${major}.`);
+  return magic;
+}
+
 // XLogLongPageHeaderData (xlog_internal.h), little-endian as on every platform pitr runs on. The
 // short header's fields take 20 bytes, and the 8-byte alignment of xlp_pageaddr pads it to 24:
 // the long header's own fields follow from there. xlp_rem_len (16) and xlp_xlog_blcksz (36) are
@@ -76,8 +83,7 @@ export async function checkSegmentHeader(
   segmentName: string,
   exp: SegmentCheckExpectation,
 ): Promise<SegmentProblem | undefined> {
-  const magic = PAGE_MAGIC.get(exp.major);
-  if (magic === undefined) throw new Error(`No WAL page magic known for PostgreSQL ${exp.major}.`);
+  const magic = pageMagic(exp.major);
   const name = parseSegmentFileName(segmentName, exp.segmentSize);
   if (!name) {
     throw new Error(`${segmentName} is not a segment name for ${exp.segmentSize}-byte segments.`);

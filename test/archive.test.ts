@@ -97,6 +97,23 @@ for (const major of majors) {
       if (major >= 11) assert.match(result.stderr, /invalid magic number 0000/);
     });
 
+    it('fails naming the last segment when replay ends at a corrupted page inside it', async () => {
+      // No later segment gives this away: the server promotes, 10 without a word, and only the
+      // WAL pages after the place it stopped (or, from 11 on, its complaint) show the damage.
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const damaged = segments[segments.length - 1];
+      const archive = path.join(history.rootDir, 'damaged-last');
+      await copyArchive(history.archiveDir, archive);
+      const handle = await fs.open(path.join(archive, damaged), 'r+');
+      await handle.write(Buffer.alloc(16), 0, 16, 8192);
+      await handle.close();
+
+      const result = await restore(archive, []);
+      assert.equal(result.status, 1, result.stderr);
+      assert.equal(result.outputs['error-code'], 'WAL_DAMAGED');
+      assert.match(result.stderr, new RegExp(`Replay ended at [0-9A-F/]+ in segment ${damaged}`));
+    });
+
     it('names the damaged segment, not the end of the archive, when a target lies beyond it', async () => {
       // 13+ stop with "recovery ended before configured recovery target was reached", 10 to
       // 12 promote without a word; either way the cause is the damage, not the target.

@@ -42316,6 +42316,13 @@ const PAGE_MAGIC = new Map([
     [17, 0xd116],
     [18, 0xd118],
 ]);
+/** XLOG_PAGE_MAGIC of a major, 10 to 18. */
+function pageMagic(major) {
+    const magic = PAGE_MAGIC.get(major);
+    if (magic === undefined)
+        throw new Error(`No WAL page magic known for PostgreSQL ${major}.`);
+    return magic;
+}
 // XLogLongPageHeaderData (xlog_internal.h), little-endian as on every platform pitr runs on. The
 // short header's fields take 20 bytes, and the 8-byte alignment of xlp_pageaddr pads it to 24:
 // the long header's own fields follow from there. xlp_rem_len (16) and xlp_xlog_blcksz (36) are
@@ -42336,9 +42343,7 @@ const DEFAULT_CONCURRENCY = 8;
  * for a file that cannot be read, which is itself a problem.
  */
 async function checkSegmentHeader(file, segmentName, exp) {
-    const magic = PAGE_MAGIC.get(exp.major);
-    if (magic === undefined)
-        throw new Error(`No WAL page magic known for PostgreSQL ${exp.major}.`);
+    const magic = pageMagic(exp.major);
     const name = parseSegmentFileName(segmentName, exp.segmentSize);
     if (!name) {
         throw new Error(`${segmentName} is not a segment name for ${exp.segmentSize}-byte segments.`);
@@ -44289,6 +44294,266 @@ async function stopKeptServer(kept) {
         ...identity,
         cwd: '/',
     });
+}
+
+;// CONCATENATED MODULE: ./src/wal-continuation.ts
+// Whether WAL goes on after the place replay ended, inside the segment where it ended. The
+// server ends replay at the first record it cannot use and, with no target, promotes without
+// an error; PostgreSQL 10 does not even log why. When that happens inside the archive's last
+// segment, no missing file gives it away. The segment's pages do: WAL pages are written in
+// order and each starts with a header naming its own WAL position, while after the last
+// record of a partial segment (a file copied from pg_wal) come zeros or, in a recycled file,
+// headers of an older position. A page further on whose header is right means there was WAL
+// beyond the end replay found: the record in between is damaged.
+//
+// A segment switch is the one normal end with pages behind it (10 writes them with headers,
+// later majors as zeros): after a switch record nothing is judged. Damage in the last page
+// that holds WAL leaves no page behind it and is not found here.
+
+
+/** sizeof XLogPageHeaderData padded to 8 bytes: where a record's bytes go on in a page. */
+const SHORT_HEADER_SIZE = 24;
+/** sizeof XLogRecord: xl_tot_len u32, xl_xid u32, xl_prev u64, xl_info u8, xl_rmid u8, ... */
+const RECORD_HEADER_SIZE = 24;
+/** XLOG_BLCKSZ of every build pitr can install. */
+const PAGE_SIZE = 8192;
+/** RM_XLOG_ID and XLOG_SWITCH (the high four bits of xl_info; the low four are flags). */
+const RM_XLOG_ID = 0;
+const XLOG_SWITCH = 0x40;
+/**
+ * Reads a segment (plain or .gz) once, keeping only each page's header and the first bytes of
+ * the record at `recordOffset`; memory stays small whatever the segment size.
+ */
+async function readSegmentPages(file, recordOffset) {
+    const input = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: 1024 * 1024 });
+    const stream = file.endsWith('.gz') ? input.pipe((0,external_node_zlib_.createGunzip)()) : input;
+    // pipe() does not pass a read error on; the gunzip stream must end with it.
+    if (stream !== input)
+        input.on('error', (error) => stream.destroy(error));
+    // A record header split by a page break has the next page's header in the middle.
+    const wanted = RECORD_HEADER_SIZE + SHORT_HEADER_SIZE;
+    const result = { recordBytes: Buffer.alloc(0), recordOffset, pages: [] };
+    const recordParts = [];
+    let position = 0;
+    // A page header (16 bytes read) may straddle two chunks: the last 15 bytes of each chunk
+    // are looked at again at the front of the next.
+    let carry = Buffer.alloc(0);
+    for await (const chunk of stream) {
+        const data = carry.length ? Buffer.concat([carry, chunk]) : chunk;
+        const base = position - carry.length;
+        const end = base + data.length;
+        for (let page = Math.ceil(base / PAGE_SIZE) * PAGE_SIZE; page + 16 <= end; page += PAGE_SIZE) {
+            const at = page - base;
+            result.pages[page / PAGE_SIZE] = {
+                magic: data.readUInt16LE(at),
+                pageaddr: data.readBigUInt64LE(at + 8),
+            };
+        }
+        // The record's bytes, from the new part of this chunk only.
+        const from = Math.max(recordOffset, position);
+        const to = Math.min(recordOffset + wanted, end);
+        if (from < to)
+            recordParts.push(Buffer.from(data.subarray(from - base, to - base)));
+        position = end;
+        carry = Buffer.from(data.subarray(Math.max(0, data.length - 15)));
+    }
+    result.recordBytes = Buffer.concat(recordParts);
+    return result;
+}
+/** The record header at the requested offset, its two halves joined across a page break. */
+function recordHeader(segment) {
+    const onPage = PAGE_SIZE - (segment.recordOffset % PAGE_SIZE);
+    const bytes = segment.recordBytes;
+    const header = onPage >= RECORD_HEADER_SIZE
+        ? bytes.subarray(0, RECORD_HEADER_SIZE)
+        : Buffer.concat([
+            bytes.subarray(0, onPage),
+            bytes.subarray(onPage + SHORT_HEADER_SIZE, SHORT_HEADER_SIZE + RECORD_HEADER_SIZE),
+        ]);
+    return header.length === RECORD_HEADER_SIZE ? header : undefined;
+}
+/**
+ * The WAL position of the first page after the record at `recordLsn` whose header is that of
+ * the page at its place, or undefined when there is none, when the record is a segment switch,
+ * or when it runs on into the next segment. `segmentStart` is the position of the segment's
+ * first byte.
+ */
+function walAfterRecord(segment, segmentStart, recordLsn, magic) {
+    const header = recordHeader(segment);
+    if (!header)
+        return undefined;
+    if (header[17] === RM_XLOG_ID && (header[16] & 0xf0) === XLOG_SWITCH)
+        return undefined;
+    // Where the record ends: its bytes fill each page after that page's header.
+    let offset = Number(recordLsn - segmentStart);
+    let remaining = header.readUInt32LE(0);
+    for (;;) {
+        const pageEnd = (Math.floor(offset / PAGE_SIZE) + 1) * PAGE_SIZE;
+        const take = Math.min(pageEnd - offset, remaining);
+        remaining -= take;
+        offset += take;
+        if (remaining === 0)
+            break;
+        // Only a segment's first page has the long header, and a record never continues there
+        // from this segment's pages: it goes on into the next segment, with nothing here to judge.
+        offset = pageEnd + SHORT_HEADER_SIZE;
+        if (Math.floor(offset / PAGE_SIZE) >= segment.pages.length)
+            return undefined;
+    }
+    const lastPage = Math.floor((offset - 1) / PAGE_SIZE);
+    for (let page = lastPage + 1; page < segment.pages.length; page++) {
+        const found = segment.pages[page];
+        const lsn = segmentStart + BigInt(page * PAGE_SIZE);
+        if (found && found.magic === magic && found.pageaddr === lsn)
+            return lsn;
+    }
+    return undefined;
+}
+
+;// CONCATENATED MODULE: ./src/replay-outcome.ts
+// What the end of replay means. The server says little when recovery goes wrong: 10 to 12
+// promote silently when the target never came, every major promotes silently at damaged WAL
+// when no target is set, and a FATAL line is terse. This module turns the server's log, the
+// archive plan and the WAL files themselves into the one error that explains the outcome.
+
+
+
+
+
+
+
+/** The error for a server that exited during recovery, from its FATAL line. */
+async function serverFailure(replay) {
+    const { server, request } = replay;
+    const log = server.log;
+    const fatal = log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
+    const last = log.lastRestoredSegment();
+    let error;
+    if (log.targetNotReached) {
+        error = await targetNotReached(replay);
+    }
+    else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
+        error = new PitrError('TARGET_BEFORE_CONSISTENCY', `The target ${describeTarget(request.target)} lies before the end of the backup: the server said "${fatal}".`, [
+            'A backup can only be restored to points after it finished; the earliest is target: immediate.',
+            'Use an older base backup to reach an earlier point.',
+        ]);
+    }
+    else if (/WAL ends before (end of online backup|consistent recovery point)/.test(fatal)) {
+        error = new PitrError('WAL_MISSING_FOR_CONSISTENCY', `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`, [
+            "The segments written while the backup ran must all be in the archive (or the backup's pg_wal).",
+        ]);
+    }
+    else if (/is not a child of this server's history|recovery target timeline \d+ does not exist/.test(fatal)) {
+        error = new PitrError('TIMELINE_NOT_IN_HISTORY', `The server refused the target timeline: ${fatal}.`, [
+            'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
+        ]);
+    }
+    else {
+        error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
+            `Read the server log (${replay.logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
+            "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
+        ]);
+    }
+    error.logTail = log.tail();
+    return error;
+}
+/**
+ * Checks, after promotion, that recovery ended where it should have: at the target when one
+ * was set (10 to 12 promote silently when it never came; 13+ fail, and both are treated
+ * alike), and at the end of the archive for latest.
+ */
+async function checkWhereRecoveryEnded(replay) {
+    if (replay.request.target.kind !== 'latest') {
+        if (!replay.server.log.stop)
+            throw await targetNotReached(replay);
+        return;
+    }
+    const ended = await replayEndedEarly(replay);
+    if (ended)
+        throw damagedWal(replay, ended, '');
+}
+/**
+ * Where replay ended, when that was short of the WAL the archive holds and no segment is
+ * missing: PostgreSQL took a record it could not use for the end of WAL. Two signs, either
+ * enough: replay ended before the archive's last segment, or the segment where it ended has
+ * WAL pages after its last replayed record (see wal-continuation.ts). The server's own
+ * complaint cannot decide it: at the end of a partial segment copied from pg_wal, zeros or a
+ * recycled page make it complain just as damage does.
+ */
+async function replayEndedEarly(replay) {
+    const { server, plan, segmentSize } = replay;
+    const log = server.log;
+    const coverage = plan.coverage;
+    if (!coverage || coverage.firstMissing || !log.redoDoneLsn)
+        return undefined;
+    const timeline = plan.chain[plan.chain.length - 1].timeline;
+    const redoDone = parseLsn(log.redoDoneLsn);
+    const endSegno = segmentNumberOf(redoDone, segmentSize);
+    const stoppedIn = segmentFileName(timeline, endSegno, segmentSize);
+    // Page header complaints name their segment ("log segment", from 16 "WAL segment").
+    const named = /segment ([0-9A-F]{24})/.exec(log.walProblem ?? '')?.[1];
+    const blame = { segment: named ?? stoppedIn, named: named !== undefined };
+    if (endSegno < coverage.lastSegno) {
+        const next = segmentFileName(timeline, endSegno + 1n, segmentSize);
+        return {
+            ...blame,
+            detail: `in segment ${stoppedIn}, but the archive goes on to ${coverage.lastSegment}: nothing from ${next} on was replayed`,
+        };
+    }
+    const [source] = filesOnChain(plan.inventory, plan.chain, endSegno, endSegno);
+    if (!source)
+        return undefined;
+    const start = segmentStartLsn(endSegno, segmentSize);
+    const pages = await readSegmentPages(source.file, Number(redoDone - start)).catch(() => undefined);
+    const more = pages && walAfterRecord(pages, start, redoDone, pageMagic(replay.major));
+    if (more === undefined)
+        return undefined;
+    return {
+        segment: source.segment,
+        named: true,
+        detail: `in segment ${source.segment}, but the same segment holds WAL again from ${formatLsn(more)} on (${source.file}): what lies between was taken for the end of WAL`,
+    };
+}
+/** WAL_DAMAGED: replay ended short of what the archive holds. */
+function damagedWal(replay, ended, prefix) {
+    const log = replay.server.log;
+    const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
+    const error = new PitrError('WAL_DAMAGED', `${prefix}Replay ended at ${log.redoDoneLsn} ${ended.detail}.${why}`, [
+        `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${ended.segment}${ended.named ? '' : ' (or the one after it)'} is damaged, truncated, or from another cluster.`,
+        "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
+    ]);
+    error.logTail = log.tail();
+    return error;
+}
+async function targetNotReached(replay) {
+    const { server, plan, request } = replay;
+    const log = server.log;
+    // A target beyond damaged WAL is never reached either; the damage is what to fix.
+    const ended = await replayEndedEarly(replay);
+    if (ended) {
+        return damagedWal(replay, ended, `Recovery never reached ${describeTarget(request.target)}. `);
+    }
+    const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
+    const lastTime = log.lastCompletedTime
+        ? `, last transaction committed at ${log.lastCompletedTime}`
+        : '';
+    const missing = plan.coverage?.firstMissing;
+    const where = missing
+        ? `at the gap in the archive: segment ${missing} is missing`
+        : `at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'})`;
+    const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
+    const hints = missing
+        ? [
+            `Find ${missing} in the primary's pg_wal or another copy of the archive; replay cannot pass the gap.`,
+            'If the target really lies after the gap, no restore from this archive reaches it.',
+        ]
+        : [
+            'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
+            'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
+        ];
+    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, ${where}.${reach}`, hints);
+    error.logTail = log.tail();
+    return error;
 }
 
 ;// CONCATENATED MODULE: external "os"
@@ -50396,6 +50661,7 @@ async function checkServerAccountAccess(workspace, account, archive) {
 
 
 
+
 const SERVER_PORT = 5432;
 const PROGRESS_EVERY_MS = 5_000;
 /** How much of the server log the action shows in its collapsed group; the file has it all. */
@@ -50434,96 +50700,6 @@ async function writeRecoveryConfiguration(major, recovery, workspace, account) {
     // From 12 on the settings go on the command line; recovery.signal only switches recovery on.
     return major >= 12 ? commandLineSettings(recovery) : [];
 }
-function serverFailure(server, request, plan, logFile, segmentSize) {
-    const log = server.log;
-    const fatal = log.fatal ?? `the server exited with ${server.exit?.signal ?? `status ${server.exit?.code}`}`;
-    const last = log.lastRestoredSegment();
-    let error;
-    if (log.targetNotReached) {
-        error = targetNotReached(request, server, plan, segmentSize);
-    }
-    else if (/requested recovery stop point is before consistent recovery point/.test(fatal)) {
-        error = new PitrError('TARGET_BEFORE_CONSISTENCY', `The target ${describeTarget(request.target)} lies before the end of the backup: the server said "${fatal}".`, [
-            'A backup can only be restored to points after it finished; the earliest is target: immediate.',
-            'Use an older base backup to reach an earlier point.',
-        ]);
-    }
-    else if (/WAL ends before (end of online backup|consistent recovery point)/.test(fatal)) {
-        error = new PitrError('WAL_MISSING_FOR_CONSISTENCY', `Replay ran out of WAL before the backup became consistent (${fatal}); the last segment restored was ${last ?? 'none'}.`, [
-            "The segments written while the backup ran must all be in the archive (or the backup's pg_wal).",
-        ]);
-    }
-    else if (/is not a child of this server's history|recovery target timeline \d+ does not exist/.test(fatal)) {
-        error = new PitrError('TIMELINE_NOT_IN_HISTORY', `The server refused the target timeline: ${fatal}.`, [
-            'The backup was taken on a timeline the chosen timeline does not descend from; try target-timeline: current, or check the .history files in the archive.',
-        ]);
-    }
-    else {
-        error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
-            `Read the server log (${logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
-            "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
-        ]);
-    }
-    error.logTail = log.tail();
-    return error;
-}
-/**
- * Where replay ended, when that is before the last archived segment of the timeline and no
- * segment is missing: PostgreSQL took a record it could not use for the end of WAL.
- */
-function endedBeforeArchive(server, plan, segmentSize) {
-    const coverage = plan.coverage;
-    if (!coverage || coverage.firstMissing || !server.log.redoDoneLsn)
-        return undefined;
-    const endSegno = segmentNumberOf(parseLsn(server.log.redoDoneLsn), segmentSize);
-    if (endSegno >= coverage.lastSegno)
-        return undefined;
-    const timeline = plan.chain[plan.chain.length - 1].timeline;
-    return {
-        stoppedIn: segmentFileName(timeline, endSegno, segmentSize),
-        next: segmentFileName(timeline, endSegno + 1n, segmentSize),
-    };
-}
-/** WAL_DAMAGED: replay ended in a segment short of the archive's last one. */
-function damagedWal(server, plan, ended, prefix) {
-    const log = server.log;
-    const why = log.walProblem ? ` The server said: "${log.walProblem}".` : '';
-    const error = new PitrError('WAL_DAMAGED', `${prefix}Replay ended at ${log.redoDoneLsn} in segment ${ended.stoppedIn}, but the archive goes on to ${plan.coverage?.lastSegment}: nothing from ${ended.next} on was replayed.${why}`, [
-        `PostgreSQL treats the first WAL record it cannot use as the end of WAL and promotes: ${ended.stoppedIn} (or the one after it) is damaged, truncated, or from another cluster.`,
-        "Replace that segment from another copy of the archive, or compare it with the primary's pg_wal.",
-    ]);
-    error.logTail = log.tail();
-    return error;
-}
-function targetNotReached(request, server, plan, segmentSize) {
-    const log = server.log;
-    // A target beyond damaged WAL is never reached either; the damage is what to fix.
-    const ended = endedBeforeArchive(server, plan, segmentSize);
-    if (ended) {
-        return damagedWal(server, plan, ended, `Recovery never reached ${describeTarget(request.target)}. `);
-    }
-    const reached = log.redoDoneLsn ? `replay ended at ${log.redoDoneLsn}` : 'replay ended';
-    const lastTime = log.lastCompletedTime
-        ? `, last transaction committed at ${log.lastCompletedTime}`
-        : '';
-    const missing = plan.coverage?.firstMissing;
-    const where = missing
-        ? `at the gap in the archive: segment ${missing} is missing`
-        : `at the end of the archive (last segment ${plan.coverage?.lastSegment ?? log.lastRestoredSegment() ?? 'none'})`;
-    const reach = plan.window ? ` In all, ${describeWindow(plan.window)}.` : '';
-    const hints = missing
-        ? [
-            `Find ${missing} in the primary's pg_wal or another copy of the archive; replay cannot pass the gap.`,
-            'If the target really lies after the gap, no restore from this archive reaches it.',
-        ]
-        : [
-            'The target is after the last archived WAL: check that the primary archived everything up to it (pg_switch_wal() forces the current segment out).',
-            'For a restore point or transaction id, check the name or number: a typo looks exactly like a target that never came.',
-        ];
-    const error = new PitrError('TARGET_NOT_REACHED', `Recovery never reached ${describeTarget(request.target)}: ${reached}${lastTime}, ${where}.${reach}`, hints);
-    error.logTail = log.tail();
-    return error;
-}
 /** How far replay got and how fast: for progress lines and the timeout message. */
 function replayProgress(server, segmentSize, started, plan) {
     const segments = server.log.restoredFiles.filter((name) => /^[0-9A-F]{24}$/.test(name)).length;
@@ -50548,13 +50724,14 @@ function replayProgress(server, segmentSize, started, plan) {
         text += `, last commit replayed ${server.log.lastCompletedTime}`;
     return text;
 }
-async function waitForPromotion(server, request, plan, logFile, segmentSize) {
+async function waitForPromotion(replay) {
+    const { server, request, plan, segmentSize } = replay;
     const deadline = Date.now() + request.timeoutSeconds * 1000;
     const started = Date.now();
     let lastReport = Date.now();
     while (!server.log.readyForConnections || !server.log.archiveRecoveryComplete) {
         if (!server.running)
-            throw serverFailure(server, request, plan, logFile, segmentSize);
+            throw await serverFailure(replay);
         if (Date.now() > deadline) {
             await server.stop();
             const progress = replayProgress(server, segmentSize, started, plan);
@@ -50573,17 +50750,6 @@ async function waitForPromotion(server, request, plan, logFile, segmentSize) {
         const wait = Math.max(1, Math.min(100, deadline - Date.now() + 1));
         await new Promise((resolve) => setTimeout(resolve, wait));
     }
-}
-function checkWhereRecoveryEnded(server, request, plan, segmentSize) {
-    if (request.target.kind !== 'latest') {
-        // 10 to 12 promote silently when the target never came; 13+ fail. Treat both alike.
-        if (!server.log.stop)
-            throw targetNotReached(request, server, plan, segmentSize);
-        return;
-    }
-    const ended = endedBeforeArchive(server, plan, segmentSize);
-    if (ended)
-        throw damagedWal(server, plan, ended, '');
 }
 /**
  * Reads where replay ended, and switches archiving off in the restored cluster's own
@@ -50704,11 +50870,19 @@ async function restore(request, report = newReport(describeTarget(request.target
         port: SERVER_PORT,
         superusers: await superuserCandidates(workspace.dataDirectory, major),
     });
+    const replay = {
+        server,
+        request,
+        plan,
+        logFile: workspace.logFile,
+        major,
+        segmentSize: control.walSegmentSize,
+    };
     let keepSocket = false;
     try {
-        await waitForPromotion(server, request, plan, workspace.logFile, control.walSegmentSize);
+        await waitForPromotion(replay);
         log.info(`Recovery finished in ${secondsSince(replayStart)} s: ${server.log.restoredFiles.length} file(s) restored from the archive${server.log.stop ? `; ${server.log.stop.text}` : ''}.`);
-        checkWhereRecoveryEnded(server, request, plan, control.walSegmentSize);
+        await checkWhereRecoveryEnded(replay);
         report.steps.replay = secondsSince(replayStart);
         log.group(`Server log of the recovery (${workspace.logFile})`, server.log.tail(LOG_LINES_SHOWN));
         report.logFile = workspace.logFile;
