@@ -78,11 +78,14 @@ export function recoverySettings(major: number, settings: RecoverySettings): [st
 
   if (major >= 12) {
     // These are ordinary settings from 12 on, so the backup's own postgresql.conf may set
-    // them: a primary's archive_cleanup_command would delete from the user's archive.
+    // them: a primary's archive_cleanup_command would delete from the user's archive, and a
+    // delayed standby's recovery_min_apply_delay, which archive recovery honours too, would
+    // hold each commit back by hours.
     result.push(
       ['archive_cleanup_command', ''],
       ['recovery_end_command', ''],
       ['primary_conninfo', ''],
+      ['recovery_min_apply_delay', '0'],
     );
   }
   return result;

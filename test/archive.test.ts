@@ -6,7 +6,14 @@ import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
-import { binDir, removeTree, runAsServer, startCluster, type Cluster } from './support/postgres.js';
+import {
+  binDir,
+  chownToServer,
+  removeTree,
+  runAsServer,
+  startCluster,
+  type Cluster,
+} from './support/postgres.js';
 import { copyArchive, queryRestored, runCli } from './support/pitr.js';
 import { formatLsn, parseSegmentFileName, segmentStartLsn } from '../src/wal-names.js';
 
@@ -325,5 +332,37 @@ describe('backups made by pg_basebackup', () => {
       'SELECT count(*)::int AS n, pg_is_in_recovery() AS standby FROM t',
     );
     assert.deepEqual(row, { n: 250, standby: false });
+  });
+
+  it('replays without the delay of a delayed standby whose settings came along in the copy', async () => {
+    // A copy taken from a standby kept an hour behind, to undo mistakes: its
+    // recovery_min_apply_delay (a setting from 12 on) would hold every commit back an hour.
+    const delayed = path.join(cluster.rootDir, 'delayed-copy');
+    await fs.cp(standbyCopy, delayed, { recursive: true });
+    await fs.appendFile(
+      path.join(delayed, 'postgresql.auto.conf'),
+      "recovery_min_apply_delay = '1h'\n",
+    );
+    await chownToServer(delayed, true);
+    const target = path.join(cluster.rootDir, 'r4');
+    const result = await runCli([
+      '--base-backup',
+      delayed,
+      '--wal-archive',
+      cluster.archiveDir,
+      '--postgres-bin',
+      binDir(15),
+      '--data-directory',
+      target,
+      '--timeout',
+      '60',
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    const [row] = await queryRestored<{ n: number }>(
+      15,
+      target,
+      'SELECT count(*)::int AS n FROM t',
+    );
+    assert.equal(row.n, 250);
   });
 });

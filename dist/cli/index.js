@@ -43950,8 +43950,10 @@ function recoverySettings(major, settings) {
         result.push(['recovery_target_action', 'promote']);
     if (major >= 12) {
         // These are ordinary settings from 12 on, so the backup's own postgresql.conf may set
-        // them: a primary's archive_cleanup_command would delete from the user's archive.
-        result.push(['archive_cleanup_command', ''], ['recovery_end_command', ''], ['primary_conninfo', '']);
+        // them: a primary's archive_cleanup_command would delete from the user's archive, and a
+        // delayed standby's recovery_min_apply_delay, which archive recovery honours too, would
+        // hold each commit back by hours.
+        result.push(['archive_cleanup_command', ''], ['recovery_end_command', ''], ['primary_conninfo', ''], ['recovery_min_apply_delay', '0']);
     }
     return result;
 }
