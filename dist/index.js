@@ -50775,6 +50775,21 @@ async function finishRestoredCluster(server) {
         await client.end();
     }
 }
+// pg_control's DBState values for a cluster that was shut down cleanly, as a primary or in
+// recovery; any other state means the server was running when its files were copied.
+const CLEAN_SHUTDOWN_STATES = new Set([1, 2]);
+/**
+ * The warning for a backup without backup_label. Replay then starts at pg_control's checkpoint,
+ * which is right for a cleanly stopped cluster and for an atomic snapshot of a running one, but
+ * a file-by-file copy of a running server restores to silently inconsistent data, and no check
+ * of the server can tell.
+ */
+function withoutLabel(state) {
+    if (CLEAN_SHUTDOWN_STATES.has(state)) {
+        return 'The backup has no backup_label, and pg_control says the cluster was shut down cleanly: replay starts at the checkpoint in pg_control.';
+    }
+    return `The backup has no backup_label, yet pg_control says the server was running when it was copied (state ${state}). That is a backup only if the copy was an atomic snapshot of the whole data directory (a file system or volume snapshot); a file-by-file copy of a running server needs the backup API (pg_backup_start or pg_basebackup), or its data may be silently inconsistent.`;
+}
 /** Folder inputs are checked before any work, so that a typo costs no copy of the backup. */
 async function checkInputFolders(request) {
     const folders = [
@@ -50827,7 +50842,7 @@ async function restore(request, report = newReport(describeTarget(request.target
         ]);
     }
     if (!label) {
-        log.warning('The backup has no backup_label: replay starts at the checkpoint in pg_control, as for a copy of a cleanly stopped cluster.');
+        log.warning(withoutLabel(control.state));
     }
     else {
         log.info(`Backup: PostgreSQL ${major}, started ${label.startTime ?? 'at an unknown time'} at ${formatLsn(label.startLsn)} on timeline ${label.startTimeline}.`);

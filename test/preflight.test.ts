@@ -104,6 +104,37 @@ for (const major of majors) {
       },
     );
 
+    it('warns that a copy of a running server without backup_label is only good as a snapshot', async () => {
+      const copy = path.join(history.rootDir, 'no-label');
+      await fs.cp(history.backupDir, copy, { recursive: true });
+      await fs.rm(path.join(copy, 'backup_label'));
+      await chownToServer(copy, true);
+      const run = await restore([], history.archiveDir, copy);
+      assert.match(
+        run.stderr,
+        /no backup_label, yet pg_control says the server was running when it was copied \(state 6\)\. That is a backup only if the copy was an atomic snapshot/,
+      );
+    });
+
+    it('restores a copy of the cleanly stopped cluster, which needs no backup_label', async () => {
+      const copy = path.join(history.rootDir, 'cold-copy');
+      await fs.cp(history.cluster.dataDir, copy, { recursive: true });
+      await chownToServer(copy, true);
+      const target = next();
+      const run = await restore([], history.archiveDir, copy, target);
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(
+        run.stderr,
+        /no backup_label, and pg_control says the cluster was shut down cleanly/,
+      );
+      const [row] = await queryRestored<{ n: number }>(
+        major,
+        target,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(row.n, history.expected.latest);
+    });
+
     it("fails with the server's own FATAL when the backup's configuration cannot start", async () => {
       const copy = path.join(history.rootDir, 'bad-config');
       await fs.cp(history.backupDir, copy, { recursive: true });
