@@ -13,7 +13,8 @@ export type BackupSource =
   | { kind: 'directory'; path: string }
   | { kind: 'tar'; directory: string; baseTar: string; walTar?: string; tablespaceTars: string[] };
 
-const TAR_SUFFIXES = ['.tar', '.tar.gz', '.tgz'];
+// pg_basebackup's names (-z and --compress gzip, lz4, zstd) and tar's own for gzip.
+const TAR_SUFFIXES = ['.tar', '.tar.gz', '.tgz', '.tar.lz4', '.tar.zst'];
 
 function tarStem(name: string): string | undefined {
   const suffix = TAR_SUFFIXES.find((s) => name.endsWith(s));
@@ -63,8 +64,8 @@ export async function locateBackup(input: string): Promise<BackupSource> {
     if (tarStem(name) !== 'base') {
       throw new PitrError(
         'BACKUP_NOT_FOUND',
-        `base-backup ${resolved} is a file, but not base.tar or base.tar.gz.`,
-        ['Name the data directory copy, the folder holding base.tar, or base.tar[.gz] itself.'],
+        `base-backup ${resolved} is a file, but not base.tar (or base.tar.gz, .lz4, .zst).`,
+        ['Name the data directory copy, the folder holding base.tar, or base.tar itself.'],
       );
     }
     const directory = path.dirname(resolved);
@@ -79,7 +80,7 @@ export async function locateBackup(input: string): Promise<BackupSource> {
   const shown = names.slice(0, 12).join(', ') + (names.length > 12 ? ', ...' : '');
   throw new PitrError(
     'BACKUP_NOT_FOUND',
-    `base-backup ${resolved} holds neither PG_VERSION (a data directory copy) nor base.tar[.gz]; it has: ${shown || 'nothing'}.`,
+    `base-backup ${resolved} holds neither PG_VERSION (a data directory copy) nor base.tar (.gz, .lz4, .zst); it has: ${shown || 'nothing'}.`,
     [
       'Point base-backup at the folder pg_basebackup wrote (-Fp: the data directory; -Ft: the folder with base.tar).',
       'Backups made by other tools (pgBackRest, Barman, WAL-G) must be restored to a folder with that tool first.',

@@ -1,18 +1,17 @@
 // Extracts the tar archives pg_basebackup -Ft writes (base.tar, <oid>.tar, pg_wal.tar, each
-// optionally gzipped) and tars of a data directory made with GNU tar. Archives can be many
+// optionally compressed with gzip, lz4 or zstd) and tars of a data directory made with GNU tar. Archives can be many
 // gigabytes, so everything streams: no entry is ever held in memory whole.
 //
 // An archive is input pitr did not make, and pitr runs as root in CI containers, so every
 // entry is checked before anything is written for it: nothing may land outside the
 // destination, nothing is written through a symlink, and no device nodes are made.
 
-import { createReadStream } from 'node:fs';
 import { link, lstat, lutimes, lchown, mkdir, open, stat, symlink, utimes } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
+import { decompressedStream, testCommand, type Compression } from './decompress.js';
 import { PitrError } from './errors.js';
 
 export interface ExtractOptions {
@@ -30,11 +29,13 @@ export interface ExtractResult {
   bytes: number;
 }
 
-export type Compression = 'none' | 'gzip' | 'lz4' | 'zstd' | 'bzip2' | 'xz';
+export type { Compression };
+
+/** Large writes: with the 16 KB default, per-chunk overhead dominates. */
+const IO_CHUNK = 1024 * 1024;
 
 // The leading bytes of each format; names lie (pg_basebackup's .tar.gz renamed to .tar, a
 // .zst that was decompressed in place), magic bytes do not.
-const IO_CHUNK = 1024 * 1024;
 const MAGIC: [Exclude<Compression, 'none'>, number[]][] = [
   ['gzip', [0x1f, 0x8b]],
   ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
@@ -42,13 +43,6 @@ const MAGIC: [Exclude<Compression, 'none'>, number[]][] = [
   ['bzip2', [0x42, 0x5a, 0x68]],
   ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
 ];
-
-const DECOMPRESS_COMMAND: Record<Exclude<Compression, 'none' | 'gzip'>, string> = {
-  lz4: 'lz4 -d',
-  zstd: 'zstd -d',
-  bzip2: 'bzip2 -dk',
-  xz: 'xz -dk',
-};
 
 /** The compression of a file, judged by its first bytes; 'none' for anything unrecognised. */
 export async function detectCompression(path: string): Promise<Compression> {
@@ -71,7 +65,7 @@ export async function detectCompression(path: string): Promise<Compression> {
 }
 
 /**
- * Extracts a tar archive (plain or gzip) into destination, which is created when missing.
+ * Extracts a tar archive (plain or compressed) into destination, which is created when missing.
  * Refuses unsafe entries with BACKUP_UNSAFE_ENTRY and damaged archives with BACKUP_DAMAGED;
  * the archive itself is only ever read.
  */
@@ -81,9 +75,6 @@ export async function extractTar(
   options: ExtractOptions = {},
 ): Promise<ExtractResult> {
   const compression = await detectCompression(archivePath);
-  if (compression !== 'none' && compression !== 'gzip') {
-    throw compressionUnsupported(archivePath, compression);
-  }
 
   const extraction = new Extraction(archivePath, destination, compression, options.owner);
   await extraction.prepareDestination();
@@ -99,14 +90,10 @@ export async function extractTar(
       (error: Error) => next(error),
     );
   });
-  // Large reads and writes: with the 64 KB and 16 KB defaults, per-chunk overhead dominates.
-  const input = createReadStream(archivePath, { highWaterMark: IO_CHUNK });
   const trailer = new TrailerWatch();
 
   try {
-    await (compression === 'gzip'
-      ? pipeline(input, createGunzip(), trailer, parser)
-      : pipeline(input, trailer, parser));
+    await pipeline(decompressedStream(archivePath, compression), trailer, parser);
     // tar-stream may finish while the handler of a last, bodiless entry is still at work.
     await running;
   } catch (error) {
@@ -482,9 +469,9 @@ class Extraction {
 
   private damagedHints(): string[] {
     const check =
-      this.compression === 'gzip'
-        ? `gzip -t ${this.archivePath} && tar tzf ${this.archivePath} > /dev/null`
-        : `tar tf ${this.archivePath} > /dev/null`;
+      this.compression === 'none'
+        ? testCommand(this.archivePath, 'none')
+        : `${testCommand(this.archivePath, this.compression)} && tar tf ${this.archivePath} > /dev/null`;
     return [
       'Copy the backup again from where it was taken; an interrupted transfer leaves a file like this.',
       `Check the copy with \`${check}\` before restoring it.`,
@@ -587,16 +574,4 @@ function archiveUnreadable(path: string, error: unknown): PitrError {
   return new PitrError('INPUT_INVALID', `The backup archive ${path} cannot be read: ${what}.`, [
     'Name a tar file (base.tar, base.tar.gz, pg_wal.tar) that pitr may read.',
   ]);
-}
-
-function compressionUnsupported(path: string, compression: keyof typeof DECOMPRESS_COMMAND) {
-  return new PitrError(
-    'INPUT_INVALID',
-    `${path} is compressed with ${compression}, which pitr cannot read yet.`,
-    [
-      `Decompress it first (${DECOMPRESS_COMMAND[compression]} ${path}) and restore from the ` +
-        '.tar it writes.',
-      'Or take the backup with gzip or no compression: pg_basebackup -Ft -z, or -Ft alone.',
-    ],
-  );
 }

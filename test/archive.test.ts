@@ -255,6 +255,28 @@ describe('backups made by pg_basebackup', () => {
       ],
       '/',
     );
+    // PostgreSQL 15's own lz4 and zstd compression: base.tar.lz4 / base.tar.zst beside an
+    // uncompressed pg_wal.tar.
+    for (const method of ['lz4', 'zstd']) {
+      await runAsServer(
+        '/usr/lib/postgresql/15/bin/pg_basebackup',
+        [
+          '-h',
+          cluster.socketDir,
+          '-p',
+          String(cluster.port),
+          '-U',
+          'postgres',
+          '-D',
+          path.join(cluster.rootDir, `basebackup-${method}`),
+          '-Ft',
+          `--compress=client-${method}`,
+          '-X',
+          'stream',
+        ],
+        '/',
+      );
+    }
     await cluster.query('INSERT INTO t SELECT generate_series(101, 250)');
     await cluster.waitArchived(await cluster.switchWal());
     await cluster.stop();
@@ -309,6 +331,38 @@ describe('backups made by pg_basebackup', () => {
     );
     assert.equal(row.n, 250);
   });
+
+  for (const [method, suffix] of [
+    ['lz4', '.lz4'],
+    ['zstd', '.zst'],
+  ]) {
+    it(`restores -Ft --compress=${method} (base.tar${suffix}) plus the archive to the end`, async () => {
+      const backup = path.join(cluster.rootDir, `basebackup-${method}`);
+      assert.deepEqual((await fs.readdir(backup)).sort(), [
+        'backup_manifest',
+        `base.tar${suffix}`,
+        'pg_wal.tar',
+      ]);
+      const target = path.join(cluster.rootDir, `r-${method}`);
+      const result = await runCli([
+        '--base-backup',
+        backup,
+        '--wal-archive',
+        cluster.archiveDir,
+        '--postgres-bin',
+        binDir(15),
+        '--data-directory',
+        target,
+      ]);
+      assert.equal(result.status, 0, result.stderr);
+      const [row] = await queryRestored<{ n: number }>(
+        15,
+        target,
+        'SELECT count(*)::int AS n FROM t',
+      );
+      assert.equal(row.n, 250);
+    });
+  }
 
   it('restores a -Fp -R copy made for a standby as a promoted cluster, with WAL from the archive', async () => {
     assert.ok(existsSync(path.join(standbyCopy, 'standby.signal')), 'pg_basebackup -R wrote it');

@@ -46,7 +46,7 @@ describe('refusals', () => {
     assert.equal(run.outputs['error-code'], 'BACKUP_NOT_FOUND');
     assert.match(
       run.stderr,
-      /holds neither PG_VERSION .* nor base\.tar\[\.gz\]; it has: 000000010000000000000005\.gz/,
+      /holds neither PG_VERSION .* nor base\.tar \(\.gz, \.lz4, \.zst\); it has: 000000010000000000000005\.gz/,
     );
   });
 

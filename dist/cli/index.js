@@ -42864,9 +42864,107 @@ const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequi
 var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: ./src/decompress.ts
+// The decompressed bytes of a backup file. gzip is read with Node's zlib. The others
+// (pg_basebackup 15+ writes lz4 and zstd, with --compress; bzip2 and xz come from tar -j and
+// -J) are read through the program of the same name, which every distribution packages:
+// Node 20 has none of them built in. The program's output streams like a file read, and its
+// failure (a damaged frame, a stream cut short) ends that stream with the program's own words.
+
+
+
+
+
+/** Large reads: with the 64 KB default, per-chunk overhead dominates. */
+const IO_CHUNK = 1024 * 1024;
+/** How much of a program's complaint goes into a message. */
+const STDERR_KEPT = 2000;
+/** The Debian and Ubuntu package holding each program. */
+const PACKAGE = {
+    lz4: 'lz4',
+    zstd: 'zstd',
+    bzip2: 'bzip2',
+    xz: 'xz-utils',
+};
+/** The command that checks a compressed file on its own, for hints. */
+function testCommand(file, compression) {
+    if (compression === 'none')
+        return `tar tf ${file} > /dev/null`;
+    return `${compression} -t ${file}`;
+}
+/**
+ * The decompressed content of `file` as a stream. Errors while reading or decompressing end
+ * the stream with an error; a missing program is a PitrError saying what to install.
+ */
+function decompressedStream(file, compression) {
+    const input = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: IO_CHUNK });
+    if (compression === 'none')
+        return input;
+    if (compression === 'gzip') {
+        const gunzip = (0,external_node_zlib_.createGunzip)();
+        input.on('error', (error) => gunzip.destroy(error));
+        return input.pipe(gunzip);
+    }
+    input.destroy();
+    return throughProgram(file, compression);
+}
+function throughProgram(file, program) {
+    // -d decompress, -c to stdout, -q no progress; the file is only read.
+    const child = (0,external_node_child_process_namespaceObject.spawn)(program, ['-d', '-c', '-q', '--', file], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text) => {
+        if (stderr.length < STDERR_KEPT)
+            stderr += text;
+    });
+    const exited = new Promise((resolve) => {
+        child.on('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    });
+    const output = new ProgramOutput(async () => {
+        const status = await exited;
+        if (status === 0)
+            return undefined;
+        const said = stderr.trim().split('\n').slice(-3).join(' ');
+        return new Error(`${program} -d said: ${said || `exit status ${status}`}`);
+    });
+    child.on('error', (error) => {
+        output.destroy(error.code === 'ENOENT'
+            ? new PitrError('INPUT_INVALID', `${file} is compressed with ${program}, and reading it takes the ${program} program, which is not on PATH.`, [
+                `Install it (apt-get install ${PACKAGE[program]}), or decompress the file first (${program} -d -k ${file}) and restore from the .tar it writes.`,
+            ])
+            : error);
+    });
+    child.stdout.on('error', (error) => output.destroy(error));
+    child.stdout.pipe(output);
+    // When the reader gives up early (an unsafe entry, a full disk), the program must stop too.
+    output.on('close', () => {
+        if (child.exitCode === null && child.signalCode === null)
+            child.kill();
+    });
+    return output;
+}
+/** Passes a program's output on, and at its end fails if the program did. */
+class ProgramOutput extends external_node_stream_.Transform {
+    outcome;
+    constructor(outcome) {
+        super();
+        this.outcome = outcome;
+    }
+    _transform(chunk, _encoding, done) {
+        done(null, chunk);
+    }
+    _flush(done) {
+        this.outcome().then((error) => done(error), done);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/extract.ts
 // Extracts the tar archives pg_basebackup -Ft writes (base.tar, <oid>.tar, pg_wal.tar, each
-// optionally gzipped) and tars of a data directory made with GNU tar. Archives can be many
+// optionally compressed with gzip, lz4 or zstd) and tars of a data directory made with GNU tar. Archives can be many
 // gigabytes, so everything streams: no entry is ever held in memory whole.
 //
 // An archive is input pitr did not make, and pitr runs as root in CI containers, so every
@@ -42879,10 +42977,10 @@ var tar_stream = __nccwpck_require__(6118);
 
 
 
-
+/** Large writes: with the 16 KB default, per-chunk overhead dominates. */
+const extract_IO_CHUNK = 1024 * 1024;
 // The leading bytes of each format; names lie (pg_basebackup's .tar.gz renamed to .tar, a
 // .zst that was decompressed in place), magic bytes do not.
-const IO_CHUNK = 1024 * 1024;
 const MAGIC = [
     ['gzip', [0x1f, 0x8b]],
     ['zstd', [0x28, 0xb5, 0x2f, 0xfd]],
@@ -42890,12 +42988,6 @@ const MAGIC = [
     ['bzip2', [0x42, 0x5a, 0x68]],
     ['xz', [0xfd, 0x37, 0x7a, 0x58, 0x5a, 0x00]],
 ];
-const DECOMPRESS_COMMAND = {
-    lz4: 'lz4 -d',
-    zstd: 'zstd -d',
-    bzip2: 'bzip2 -dk',
-    xz: 'xz -dk',
-};
 /** The compression of a file, judged by its first bytes; 'none' for anything unrecognised. */
 async function detectCompression(path) {
     let head;
@@ -42919,15 +43011,12 @@ async function detectCompression(path) {
     return 'none';
 }
 /**
- * Extracts a tar archive (plain or gzip) into destination, which is created when missing.
+ * Extracts a tar archive (plain or compressed) into destination, which is created when missing.
  * Refuses unsafe entries with BACKUP_UNSAFE_ENTRY and damaged archives with BACKUP_DAMAGED;
  * the archive itself is only ever read.
  */
 async function extractTar(archivePath, destination, options = {}) {
     const compression = await detectCompression(archivePath);
-    if (compression !== 'none' && compression !== 'gzip') {
-        throw compressionUnsupported(archivePath, compression);
-    }
     const extraction = new Extraction(archivePath, destination, compression, options.owner);
     await extraction.prepareDestination();
     const parser = tar_stream.extract();
@@ -42938,13 +43027,9 @@ async function extractTar(archivePath, destination, options = {}) {
         running = extraction.extractEntry(header, body);
         running.then(() => next(), (error) => next(error));
     });
-    // Large reads and writes: with the 64 KB and 16 KB defaults, per-chunk overhead dominates.
-    const input = (0,external_node_fs_namespaceObject.createReadStream)(archivePath, { highWaterMark: IO_CHUNK });
     const trailer = new TrailerWatch();
     try {
-        await (compression === 'gzip'
-            ? (0,promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), trailer, parser)
-            : (0,promises_namespaceObject.pipeline)(input, trailer, parser));
+        await (0,promises_namespaceObject.pipeline)(decompressedStream(archivePath, compression), trailer, parser);
         // tar-stream may finish while the handler of a last, bodiless entry is still at work.
         await running;
     }
@@ -43072,7 +43157,7 @@ class Extraction {
             throw error;
         }
         // The write stream closes the handle when it finishes or fails.
-        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream({ highWaterMark: IO_CHUNK }));
+        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream({ highWaterMark: extract_IO_CHUNK }));
         if (header.mtime)
             await (0,external_node_fs_promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
         this.bytes += header.size ?? 0;
@@ -43267,9 +43352,9 @@ class Extraction {
             `${entriesText(this.entries)}${where}.`, this.damagedHints());
     }
     damagedHints() {
-        const check = this.compression === 'gzip'
-            ? `gzip -t ${this.archivePath} && tar tzf ${this.archivePath} > /dev/null`
-            : `tar tf ${this.archivePath} > /dev/null`;
+        const check = this.compression === 'none'
+            ? testCommand(this.archivePath, 'none')
+            : `${testCommand(this.archivePath, this.compression)} && tar tf ${this.archivePath} > /dev/null`;
         return [
             'Copy the backup again from where it was taken; an interrupted transfer leaves a file like this.',
             `Check the copy with \`${check}\` before restoring it.`,
@@ -43358,13 +43443,6 @@ function archiveUnreadable(path, error) {
         'Name a tar file (base.tar, base.tar.gz, pg_wal.tar) that pitr may read.',
     ]);
 }
-function compressionUnsupported(path, compression) {
-    return new PitrError('INPUT_INVALID', `${path} is compressed with ${compression}, which pitr cannot read yet.`, [
-        `Decompress it first (${DECOMPRESS_COMMAND[compression]} ${path}) and restore from the ` +
-            '.tar it writes.',
-        'Or take the backup with gzip or no compression: pg_basebackup -Ft -z, or -Ft alone.',
-    ]);
-}
 
 ;// CONCATENATED MODULE: ./src/backup.ts
 // Finds the base backup the user named and lays it out as a data directory: a plain copy
@@ -43375,7 +43453,8 @@ function compressionUnsupported(path, compression) {
 
 
 
-const TAR_SUFFIXES = ['.tar', '.tar.gz', '.tgz'];
+// pg_basebackup's names (-z and --compress gzip, lz4, zstd) and tar's own for gzip.
+const TAR_SUFFIXES = ['.tar', '.tar.gz', '.tgz', '.tar.lz4', '.tar.zst'];
 function tarStem(name) {
     const suffix = TAR_SUFFIXES.find((s) => name.endsWith(s));
     return suffix ? name.slice(0, -suffix.length) : undefined;
@@ -43422,7 +43501,7 @@ async function locateBackup(input) {
     if (stat.isFile()) {
         const name = external_node_path_namespaceObject.basename(resolved);
         if (tarStem(name) !== 'base') {
-            throw new PitrError('BACKUP_NOT_FOUND', `base-backup ${resolved} is a file, but not base.tar or base.tar.gz.`, ['Name the data directory copy, the folder holding base.tar, or base.tar[.gz] itself.']);
+            throw new PitrError('BACKUP_NOT_FOUND', `base-backup ${resolved} is a file, but not base.tar (or base.tar.gz, .lz4, .zst).`, ['Name the data directory copy, the folder holding base.tar, or base.tar itself.']);
         }
         const directory = external_node_path_namespaceObject.dirname(resolved);
         const source = describeTarSet(directory, await external_node_fs_namespaceObject.promises.readdir(directory));
@@ -43434,7 +43513,7 @@ async function locateBackup(input) {
     if (names.some((name) => tarStem(name) === 'base'))
         return describeTarSet(resolved, names);
     const shown = names.slice(0, 12).join(', ') + (names.length > 12 ? ', ...' : '');
-    throw new PitrError('BACKUP_NOT_FOUND', `base-backup ${resolved} holds neither PG_VERSION (a data directory copy) nor base.tar[.gz]; it has: ${shown || 'nothing'}.`, [
+    throw new PitrError('BACKUP_NOT_FOUND', `base-backup ${resolved} holds neither PG_VERSION (a data directory copy) nor base.tar (.gz, .lz4, .zst); it has: ${shown || 'nothing'}.`, [
         'Point base-backup at the folder pg_basebackup wrote (-Fp: the data directory; -Ft: the folder with base.tar).',
         'Backups made by other tools (pgBackRest, Barman, WAL-G) must be restored to a folder with that tool first.',
     ]);
@@ -43608,8 +43687,6 @@ async function readMajorVersion(dataDirectory) {
     return major;
 }
 
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
 // EXTERNAL MODULE: external "node:util"
 var external_node_util_ = __nccwpck_require__(7975);
 ;// CONCATENATED MODULE: ./src/os-user.ts
