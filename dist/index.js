@@ -44978,16 +44978,136 @@ function describeTarget(target) {
     }
 }
 
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
 // EXTERNAL MODULE: external "node:zlib"
 var external_node_zlib_ = __nccwpck_require__(8522);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+;// CONCATENATED MODULE: ./src/decompress.ts
+// The decompressed bytes of a backup file. gzip is read with Node's zlib. The others
+// (pg_basebackup 15+ writes lz4 and zstd, with --compress; bzip2 and xz come from tar -j and
+// -J) are read through the program of the same name, which every distribution packages:
+// Node 20 has none of them built in. The program's output streams like a file read, and its
+// failure (a damaged frame, a stream cut short) ends that stream with the program's own words.
+
+
+
+
+
+/** Large reads: with the 64 KB default, per-chunk overhead dominates. */
+const IO_CHUNK = 1024 * 1024;
+/** How much of a program's complaint goes into a message. */
+const STDERR_KEPT = 2000;
+/** The Debian and Ubuntu package holding each program. */
+const PACKAGE = {
+    lz4: 'lz4',
+    zstd: 'zstd',
+    bzip2: 'bzip2',
+    xz: 'xz-utils',
+};
+/** The command that checks a compressed file on its own, for hints. */
+function testCommand(file, compression) {
+    if (compression === 'none')
+        return `tar tf ${file} > /dev/null`;
+    return `${compression} -t ${file}`;
+}
+/**
+ * The decompressed content of `file` as a stream. Errors while reading or decompressing end
+ * the stream with an error; a missing program is a PitrError saying what to install.
+ */
+function decompressedStream(file, compression, readChunk = IO_CHUNK) {
+    if (compression !== 'none' && compression !== 'gzip')
+        return throughProgram(file, compression);
+    const input = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: readChunk });
+    if (compression === 'none')
+        return input;
+    const gunzip = (0,external_node_zlib_.createGunzip)();
+    input.on('error', (error) => gunzip.destroy(error));
+    return input.pipe(gunzip);
+}
+function throughProgram(file, program) {
+    // -d decompress, -c to stdout, -q no progress; the file is only read.
+    const child = (0,external_node_child_process_namespaceObject.spawn)(program, ['-d', '-c', '-q', '--', file], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text) => {
+        if (stderr.length < STDERR_KEPT)
+            stderr += text;
+    });
+    const exited = new Promise((resolve) => {
+        child.on('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    });
+    const output = new ProgramOutput(async () => {
+        const status = await exited;
+        if (status === 0)
+            return undefined;
+        const said = stderr.trim().split('\n').slice(-3).join(' ');
+        return new Error(`${program} -d said: ${said || `exit status ${status}`}`);
+    });
+    child.on('error', (error) => {
+        output.destroy(error.code === 'ENOENT'
+            ? new PitrError('INPUT_INVALID', `${file} is compressed with ${program}, and reading it takes the ${program} program, which is not on PATH.`, [
+                `Install it (apt-get install ${PACKAGE[program]}), or decompress the file first (${program} -d -k ${file}) and restore from the .tar it writes.`,
+            ])
+            : error);
+    });
+    child.stdout.on('error', (error) => output.destroy(error));
+    child.stdout.pipe(output);
+    // When the reader gives up early (an unsafe entry, a full disk), the program must stop too.
+    output.on('close', () => {
+        if (child.exitCode === null && child.signalCode === null)
+            child.kill();
+    });
+    return output;
+}
+/** Passes a program's output on, and at its end fails if the program did. */
+class ProgramOutput extends external_node_stream_.Transform {
+    outcome;
+    constructor(outcome) {
+        super();
+        this.outcome = outcome;
+    }
+    _transform(chunk, _encoding, done) {
+        done(null, chunk);
+    }
+    _flush(done) {
+        this.outcome().then((error) => done(error), done);
+    }
+}
+// archive_command compresses WAL, .history and .backup files alike, and names the result by
+// the tool's suffix; archives are read by name, since opening every file would cost a read.
+const NAME_SUFFIXES = [
+    ['.gz', 'gzip'],
+    ['.zst', 'zstd'],
+    ['.lz4', 'lz4'],
+    ['.bz2', 'bzip2'],
+    ['.xz', 'xz'],
+];
+/** An archived file's name without its compression suffix, and the compression it names. */
+function splitCompressedName(name) {
+    for (const [suffix, compression] of NAME_SUFFIXES) {
+        if (name.endsWith(suffix))
+            return { bare: name.slice(0, -suffix.length), compression };
+    }
+    return { bare: name, compression: 'none' };
+}
+/** The names an archived file may have: as it is, and with each compression suffix. */
+function archivedNames(name) {
+    return [name, ...NAME_SUFFIXES.map(([suffix]) => `${name}${suffix}`)];
+}
+/** The decompressed content of an archived file, by the suffix of its name. */
+function archivedFileStream(file, readChunk = IO_CHUNK) {
+    return decompressedStream(file, splitCompressedName(file).compression, readChunk);
+}
+
 ;// CONCATENATED MODULE: ./src/archive.ts
 // What the WAL archive holds, and whether it is complete. PostgreSQL ends recovery at the
 // first segment it cannot fetch and, when no target was set, promotes without any error:
 // a gap in the archive looks exactly like its end. So pitr lists the archive itself and
 // works out which segments replay will need, before and after the server runs.
-
 
 
 
@@ -45006,7 +45126,7 @@ function addSegment(inventory, name, file) {
 }
 async function scanFolder(inventory, folder) {
     for (const name of await external_node_fs_namespaceObject.promises.readdir(folder)) {
-        const bare = name.endsWith('.gz') ? name.slice(0, -3) : name;
+        const { bare } = splitCompressedName(name);
         const history = /^([0-9A-F]{8})\.history$/.exec(bare);
         if (history) {
             const timeline = parseInt(history[1], 16);
@@ -45031,16 +45151,11 @@ async function takeInventory(archive, restoredWal, segmentSize) {
     await scanFolder(inventory, restoredWal);
     return inventory;
 }
-/** A small file's text, gunzipped when its name ends in .gz; rejects when it cannot be read. */
+/** A small archived file's text, decompressed by its name's suffix; rejects when unreadable. */
 async function readPossiblyCompressed(file) {
-    if (!file.endsWith('.gz'))
-        return external_node_fs_namespaceObject.promises.readFile(file, 'utf8');
-    // pipeline, unlike pipe, passes a read error on to the caller instead of throwing it.
     const chunks = [];
-    await (0,promises_namespaceObject.pipeline)((0,external_node_fs_namespaceObject.createReadStream)(file), (0,external_node_zlib_.createGunzip)(), async (source) => {
-        for await (const chunk of source)
-            chunks.push(chunk);
-    });
+    for await (const chunk of archivedFileStream(file))
+        chunks.push(chunk);
     return Buffer.concat(chunks).toString('utf8');
 }
 /**
@@ -45176,6 +45291,7 @@ async function repairHistoryFile(dataDirectory, timeline) {
 
 
 
+
 async function readText(file) {
     try {
         return await readPossiblyCompressed(file);
@@ -45192,7 +45308,7 @@ function historyFileName(label, segmentSize) {
 async function fromHistoryFile(label, folders, segmentSize) {
     const name = historyFileName(label, segmentSize);
     for (const folder of folders) {
-        for (const file of [external_node_path_namespaceObject.join(folder, name), external_node_path_namespaceObject.join(folder, `${name}.gz`)]) {
+        for (const file of archivedNames(name).map((candidate) => external_node_path_namespaceObject.join(folder, candidate))) {
             const text = await readText(file);
             if (text === undefined)
                 continue;
@@ -45274,12 +45390,13 @@ const XLP_LONG_HEADER = 0x0002;
 // with any other bit.
 const XLP_ALL_FLAGS = 0x000f;
 // Reading more compressed input than this to get 40 bytes out would mean a damaged stream anyway.
-const GZIP_READ_CHUNK = 16 * 1024;
+const COMPRESSED_READ_CHUNK = 16 * 1024;
 const DEFAULT_CONCURRENCY = 8;
 /**
- * Checks the first page header of one archived segment (plain or .gz) against the backup's
- * cluster. Returns undefined when it fits, and the first problem found otherwise; never throws
- * for a file that cannot be read, which is itself a problem.
+ * Checks the first page header of one archived segment (plain or compressed) against the
+ * backup's cluster. Returns undefined when it fits, and the first problem found otherwise; a
+ * file that cannot be read is itself a problem, and only a missing decompressing program
+ * throws (INPUT_INVALID).
  */
 async function checkSegmentHeader(file, segmentName, exp) {
     const magic = pageMagic(exp.major);
@@ -45287,9 +45404,9 @@ async function checkSegmentHeader(file, segmentName, exp) {
     if (!name) {
         throw new Error(`${segmentName} is not a segment name for ${exp.segmentSize}-byte segments.`);
     }
-    const head = file.endsWith('.gz')
-        ? await readGzipHead(file)
-        : await readPlainHead(file, exp.segmentSize);
+    const head = splitCompressedName(file).compression === 'none'
+        ? await readPlainHead(file, exp.segmentSize)
+        : await readCompressedHead(file);
     const finding = Buffer.isBuffer(head)
         ? checkLongHeader(head, exp, magic, name.timeline, name.segno)
         : head;
@@ -45359,21 +45476,18 @@ async function readPlainHead(file, segmentSize) {
     }
 }
 /**
- * The first 40 bytes of a gzip'd segment, decompressing only as far as that and then stopping.
- * Its size is not checked: a gzip file says how long its content is only in its last four bytes,
- * modulo 4 GB and per member, so a segment cut short after its first page passes this check and
- * is left for the server to find.
+ * The first 40 bytes of a compressed segment, decompressing only as far as that and then
+ * stopping. Its size is not checked: gzip says how long its content is only in its last four
+ * bytes, modulo 4 GB and per member, and the other formats need not say at all, so a segment
+ * cut short after its first page passes this check and is left for the fetch to find.
  */
-async function readGzipHead(file) {
-    const source = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: GZIP_READ_CHUNK });
-    const gunzip = (0,external_node_zlib_.createGunzip)();
-    // pipe() does not pass a read error on, and the loop below would wait for ever without it.
-    source.on('error', (error) => gunzip.destroy(error));
-    source.pipe(gunzip);
+async function readCompressedHead(file) {
+    const source = archivedFileStream(file, COMPRESSED_READ_CHUNK);
+    const format = splitCompressedName(file).compression;
     const chunks = [];
     let length = 0;
     try {
-        for await (const chunk of gunzip) {
+        for await (const chunk of source) {
             chunks.push(chunk);
             length += chunk.length;
             if (length >= LONG_HEADER_SIZE)
@@ -45389,17 +45503,19 @@ async function readGzipHead(file) {
                 found: `${describeSize(length)} before the gzip stream breaks off`,
             };
         }
-        return unreadable(error, 'a readable gzip file');
+        // A decompressing program that is not installed is no fault of the file: said once, as is.
+        if (error instanceof PitrError)
+            throw error;
+        return unreadable(error, `a readable ${format} file`);
     }
     finally {
         source.destroy();
-        gunzip.destroy();
     }
     if (length < LONG_HEADER_SIZE) {
         return {
             kind: 'truncated',
-            expected: `at least ${LONG_HEADER_SIZE} bytes after gunzip (the first page header)`,
-            found: `${describeSize(length)}, where the gzip stream ends`,
+            expected: `at least ${LONG_HEADER_SIZE} bytes after decompressing (the first page header)`,
+            found: `${describeSize(length)}, where the ${format} stream ends`,
         };
     }
     return Buffer.concat(chunks).subarray(0, LONG_HEADER_SIZE);
@@ -45525,9 +45641,9 @@ function whatIsWrong(problem, foreignMajor) {
 function consequence(problem) {
     switch (problem.kind) {
         case 'truncated':
-            // RestoreArchivedFile (xlogarchive.c) checks the size of every restored segment; a .gz
-            // file cut short fails in the fetch instead.
-            if (problem.file.endsWith('.gz'))
+            // RestoreArchivedFile (xlogarchive.c) checks the size of every restored segment; a
+            // compressed file cut short fails in the fetch instead.
+            if (splitCompressedName(problem.file).compression !== 'none')
                 return '';
             return ' The server would stop with "archive file has wrong size" when replay reaches it.';
         case 'unreadable':
@@ -45798,109 +45914,11 @@ function parseBackupLabel(text, path) {
 }
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
-const external_node_fs_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 // EXTERNAL MODULE: ./node_modules/tar-stream/index.js
 var tar_stream = __nccwpck_require__(6118);
-;// CONCATENATED MODULE: external "node:child_process"
-const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
-;// CONCATENATED MODULE: ./src/decompress.ts
-// The decompressed bytes of a backup file. gzip is read with Node's zlib. The others
-// (pg_basebackup 15+ writes lz4 and zstd, with --compress; bzip2 and xz come from tar -j and
-// -J) are read through the program of the same name, which every distribution packages:
-// Node 20 has none of them built in. The program's output streams like a file read, and its
-// failure (a damaged frame, a stream cut short) ends that stream with the program's own words.
-
-
-
-
-
-/** Large reads: with the 64 KB default, per-chunk overhead dominates. */
-const IO_CHUNK = 1024 * 1024;
-/** How much of a program's complaint goes into a message. */
-const STDERR_KEPT = 2000;
-/** The Debian and Ubuntu package holding each program. */
-const PACKAGE = {
-    lz4: 'lz4',
-    zstd: 'zstd',
-    bzip2: 'bzip2',
-    xz: 'xz-utils',
-};
-/** The command that checks a compressed file on its own, for hints. */
-function testCommand(file, compression) {
-    if (compression === 'none')
-        return `tar tf ${file} > /dev/null`;
-    return `${compression} -t ${file}`;
-}
-/**
- * The decompressed content of `file` as a stream. Errors while reading or decompressing end
- * the stream with an error; a missing program is a PitrError saying what to install.
- */
-function decompressedStream(file, compression) {
-    const input = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: IO_CHUNK });
-    if (compression === 'none')
-        return input;
-    if (compression === 'gzip') {
-        const gunzip = (0,external_node_zlib_.createGunzip)();
-        input.on('error', (error) => gunzip.destroy(error));
-        return input.pipe(gunzip);
-    }
-    input.destroy();
-    return throughProgram(file, compression);
-}
-function throughProgram(file, program) {
-    // -d decompress, -c to stdout, -q no progress; the file is only read.
-    const child = (0,external_node_child_process_namespaceObject.spawn)(program, ['-d', '-c', '-q', '--', file], {
-        stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stderr = '';
-    child.stderr.setEncoding('utf8');
-    child.stderr.on('data', (text) => {
-        if (stderr.length < STDERR_KEPT)
-            stderr += text;
-    });
-    const exited = new Promise((resolve) => {
-        child.on('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
-    });
-    const output = new ProgramOutput(async () => {
-        const status = await exited;
-        if (status === 0)
-            return undefined;
-        const said = stderr.trim().split('\n').slice(-3).join(' ');
-        return new Error(`${program} -d said: ${said || `exit status ${status}`}`);
-    });
-    child.on('error', (error) => {
-        output.destroy(error.code === 'ENOENT'
-            ? new PitrError('INPUT_INVALID', `${file} is compressed with ${program}, and reading it takes the ${program} program, which is not on PATH.`, [
-                `Install it (apt-get install ${PACKAGE[program]}), or decompress the file first (${program} -d -k ${file}) and restore from the .tar it writes.`,
-            ])
-            : error);
-    });
-    child.stdout.on('error', (error) => output.destroy(error));
-    child.stdout.pipe(output);
-    // When the reader gives up early (an unsafe entry, a full disk), the program must stop too.
-    output.on('close', () => {
-        if (child.exitCode === null && child.signalCode === null)
-            child.kill();
-    });
-    return output;
-}
-/** Passes a program's output on, and at its end fails if the program did. */
-class ProgramOutput extends external_node_stream_.Transform {
-    outcome;
-    constructor(outcome) {
-        super();
-        this.outcome = outcome;
-    }
-    _transform(chunk, _encoding, done) {
-        done(null, chunk);
-    }
-    _flush(done) {
-        this.outcome().then((error) => done(error), done);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/extract.ts
 // Extracts the tar archives pg_basebackup -Ft writes (base.tar, <oid>.tar, pg_wal.tar, each
 // optionally compressed with gzip, lz4 or zstd) and tars of a data directory made with GNU tar. Archives can be many
@@ -45931,7 +45949,7 @@ const MAGIC = [
 async function detectCompression(path) {
     let head;
     try {
-        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
+        const handle = await (0,promises_namespaceObject.open)(path, 'r');
         try {
             const { buffer, bytesRead } = await handle.read(Buffer.alloc(6), 0, 6, 0);
             head = buffer.subarray(0, bytesRead);
@@ -45968,7 +45986,7 @@ async function extractTar(archivePath, destination, options = {}) {
     });
     const trailer = new TrailerWatch();
     try {
-        await (0,promises_namespaceObject.pipeline)(decompressedStream(archivePath, compression), trailer, parser);
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(decompressedStream(archivePath, compression), trailer, parser);
         // tar-stream may finish while the handler of a last, bodiless entry is still at work.
         await running;
     }
@@ -46010,7 +46028,7 @@ class Extraction {
     }
     async prepareDestination() {
         try {
-            const existing = await (0,external_node_fs_promises_namespaceObject.stat)(this.destination).catch(ifMissing(undefined));
+            const existing = await (0,promises_namespaceObject.stat)(this.destination).catch(ifMissing(undefined));
             if (existing && !existing.isDirectory()) {
                 throw new PitrError('INPUT_INVALID', `${this.destination} exists but is not a directory.`, [
                     'Name a directory (or a path that does not exist yet) to restore into.',
@@ -46019,10 +46037,10 @@ class Extraction {
             if (!existing) {
                 // Parents get the usual mode so the server account can reach the destination; the
                 // destination itself may become a data directory, which PostgreSQL wants private.
-                await (0,external_node_fs_promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.dirname)(this.destination), { recursive: true });
-                await (0,external_node_fs_promises_namespaceObject.mkdir)(this.destination, { mode: 0o700 });
+                await (0,promises_namespaceObject.mkdir)((0,external_node_path_namespaceObject.dirname)(this.destination), { recursive: true });
+                await (0,promises_namespaceObject.mkdir)(this.destination, { mode: 0o700 });
                 if (this.owner)
-                    await (0,external_node_fs_promises_namespaceObject.lchown)(this.destination, this.owner.uid, this.owner.gid);
+                    await (0,promises_namespaceObject.lchown)(this.destination, this.owner.uid, this.owner.gid);
             }
         }
         catch (error) {
@@ -46077,7 +46095,7 @@ class Extraction {
         this.refuseSparse(header);
         await this.ensureDirectories(parts.slice(0, -1));
         // 'wx' (O_EXCL) never opens an existing path, and so never follows a symlink there.
-        const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'wx', 0o600).catch((error) => {
+        const handle = await (0,promises_namespaceObject.open)(path, 'wx', 0o600).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
         try {
@@ -46096,9 +46114,9 @@ class Extraction {
             throw error;
         }
         // The write stream closes the handle when it finishes or fails.
-        await (0,promises_namespaceObject.pipeline)(body, handle.createWriteStream({ highWaterMark: extract_IO_CHUNK }));
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(body, handle.createWriteStream({ highWaterMark: extract_IO_CHUNK }));
         if (header.mtime)
-            await (0,external_node_fs_promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
+            await (0,promises_namespaceObject.utimes)(path, header.mtime, header.mtime);
         this.bytes += header.size ?? 0;
     }
     async makeDirectory(header, parts, path) {
@@ -46111,13 +46129,13 @@ class Extraction {
     async makeSymlink(header, parts, path) {
         const target = this.checkedSymlinkTarget(header, parts);
         await this.ensureDirectories(parts.slice(0, -1));
-        await (0,external_node_fs_promises_namespaceObject.symlink)(target, path).catch((error) => {
+        await (0,promises_namespaceObject.symlink)(target, path).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
         if (this.owner)
-            await (0,external_node_fs_promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
+            await (0,promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
         if (header.mtime)
-            await (0,external_node_fs_promises_namespaceObject.lutimes)(path, header.mtime, header.mtime);
+            await (0,promises_namespaceObject.lutimes)(path, header.mtime, header.mtime);
     }
     async makeHardLink(header, parts, path) {
         const targetParts = this.checkedHardLinkTarget(header);
@@ -46125,7 +46143,7 @@ class Extraction {
         // The target's directories were checked for symlinks when an earlier entry made it; a
         // target outside them was not extracted at all.
         const extracted = this.directories.has(targetParts.slice(0, -1).join('/'));
-        const target = extracted ? await (0,external_node_fs_promises_namespaceObject.lstat)(targetPath).catch(ifMissing(undefined)) : undefined;
+        const target = extracted ? await (0,promises_namespaceObject.lstat)(targetPath).catch(ifMissing(undefined)) : undefined;
         if (!target) {
             throw new PitrError('BACKUP_DAMAGED', `${this.archivePath} is damaged: the hard link "${header.name}" points to ` +
                 `"${header.linkname}", which no earlier entry created ` +
@@ -46138,7 +46156,7 @@ class Extraction {
         }
         await this.ensureDirectories(parts.slice(0, -1));
         // A hard link shares its target's inode, so mode, owner and times are already set.
-        await (0,external_node_fs_promises_namespaceObject.link)(targetPath, path).catch((error) => {
+        await (0,promises_namespaceObject.link)(targetPath, path).catch((error) => {
             throw this.existsOr(error, header.name, path);
         });
     }
@@ -46153,14 +46171,14 @@ class Extraction {
                 continue;
             const path = (0,external_node_path_namespaceObject.join)(this.destination, relative);
             try {
-                await (0,external_node_fs_promises_namespaceObject.mkdir)(path, { mode: 0o700 });
+                await (0,promises_namespaceObject.mkdir)(path, { mode: 0o700 });
                 if (this.owner)
-                    await (0,external_node_fs_promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
+                    await (0,promises_namespaceObject.lchown)(path, this.owner.uid, this.owner.gid);
             }
             catch (error) {
                 if (error.code !== 'EEXIST')
                     throw error;
-                const existing = await (0,external_node_fs_promises_namespaceObject.lstat)(path);
+                const existing = await (0,promises_namespaceObject.lstat)(path);
                 if (existing.isSymbolicLink()) {
                     throw this.unsafe(this.current ?? relative, `would be written through the symlink ${path}`);
                 }
@@ -46350,7 +46368,7 @@ function permissionBits(mode, fallback) {
 async function applyDirectoryAttributes({ path, mode, mtime }) {
     // The path was a real directory when made and entries never replace anything, so chmod
     // and utimes (which follow links) act on that directory.
-    const handle = await (0,external_node_fs_promises_namespaceObject.open)(path, 'r');
+    const handle = await (0,promises_namespaceObject.open)(path, 'r');
     try {
         await handle.chmod(mode);
         if (mtime)
@@ -47328,7 +47346,6 @@ async function stopKeptServer(kept) {
 // later majors as zeros): after a switch record nothing is judged. Damage in the last page
 // that holds WAL leaves no page behind it and is not found here.
 
-
 /** sizeof XLogPageHeaderData padded to 8 bytes: where a record's bytes go on in a page. */
 const SHORT_HEADER_SIZE = 24;
 /** sizeof XLogRecord: xl_tot_len u32, xl_xid u32, xl_prev u64, xl_info u8, xl_rmid u8, ... */
@@ -47339,15 +47356,11 @@ const PAGE_SIZE = 8192;
 const RM_XLOG_ID = 0;
 const XLOG_SWITCH = 0x40;
 /**
- * Reads a segment (plain or .gz) once, keeping only each page's header and the first bytes of
+ * Reads a segment (plain or compressed) once, keeping only each page's header and the first bytes of
  * the record at `recordOffset`; memory stays small whatever the segment size.
  */
 async function readSegmentPages(file, recordOffset) {
-    const input = (0,external_node_fs_namespaceObject.createReadStream)(file, { highWaterMark: 1024 * 1024 });
-    const stream = file.endsWith('.gz') ? input.pipe((0,external_node_zlib_.createGunzip)()) : input;
-    // pipe() does not pass a read error on; the gunzip stream must end with it.
-    if (stream !== input)
-        input.on('error', (error) => stream.destroy(error));
+    const stream = archivedFileStream(file);
     // A record header split by a page break has the next page's header in the middle.
     const wanted = RECORD_HEADER_SIZE + SHORT_HEADER_SIZE;
     const result = { recordBytes: Buffer.alloc(0), recordOffset, pages: [] };
@@ -48504,7 +48517,7 @@ const MANIFEST = external_node_path_default().join('native', 'pg-symlinks.json')
  * or replaced; links that already hold the right value are left alone, so a second run returns 0.
  */
 async function restorePackageSymlinks(packageRoot) {
-    const root = await (0,external_node_fs_promises_namespaceObject.realpath)(packageRoot);
+    const root = await (0,promises_namespaceObject.realpath)(packageRoot);
     const entries = await readLinkManifest(root);
     // Check every entry before touching anything, so a bad manifest changes nothing.
     const plan = [];
@@ -48521,7 +48534,7 @@ async function restorePackageSymlinks(packageRoot) {
 }
 async function readLinkManifest(root) {
     const manifestPath = external_node_path_default().join(root, MANIFEST);
-    const parsed = JSON.parse(await (0,external_node_fs_promises_namespaceObject.readFile)(manifestPath, 'utf8'));
+    const parsed = JSON.parse(await (0,promises_namespaceObject.readFile)(manifestPath, 'utf8'));
     if (!Array.isArray(parsed)) {
         throw new Error(`${manifestPath} is not a JSON array of {source, target} entries.`);
     }
@@ -48563,7 +48576,7 @@ async function planLink(root, entry) {
     // A link to a missing library would only move the failure to server start, where the loader
     // error no longer says which package is incomplete.
     try {
-        await (0,external_node_fs_promises_namespaceObject.lstat)(sourcePath);
+        await (0,promises_namespaceObject.lstat)(sourcePath);
     }
     catch (error) {
         throw new Error(`${describeEntry(entry)}: the source ${sourcePath} does not exist.`, {
@@ -48574,7 +48587,7 @@ async function planLink(root, entry) {
 }
 async function realDirectory(directory, entry) {
     try {
-        return await (0,external_node_fs_promises_namespaceObject.realpath)(directory);
+        return await (0,promises_namespaceObject.realpath)(directory);
     }
     catch (error) {
         throw new Error(`${describeEntry(entry)}: the directory ${directory} does not exist.`, {
@@ -48584,7 +48597,7 @@ async function realDirectory(directory, entry) {
 }
 async function linkHolds(linkPath, linkValue) {
     try {
-        return (await (0,external_node_fs_promises_namespaceObject.readlink)(linkPath)) === linkValue;
+        return (await (0,promises_namespaceObject.readlink)(linkPath)) === linkValue;
     }
     catch {
         // Missing, or not a symlink: either way it has to be (re)made.
@@ -48596,11 +48609,11 @@ async function replaceWithSymlink(link) {
     // second process hydrating the same package at the same time never sees the name missing.
     const temporary = `${link.linkPath}.pitr-${process.pid}-${Date.now()}`;
     try {
-        await (0,external_node_fs_promises_namespaceObject.symlink)(link.linkValue, temporary);
-        await (0,external_node_fs_promises_namespaceObject.rename)(temporary, link.linkPath);
+        await (0,promises_namespaceObject.symlink)(link.linkValue, temporary);
+        await (0,promises_namespaceObject.rename)(temporary, link.linkPath);
     }
     catch (error) {
-        await (0,external_node_fs_promises_namespaceObject.rm)(temporary, { force: true });
+        await (0,promises_namespaceObject.rm)(temporary, { force: true });
         throw new Error(`Could not create the link ${link.linkPath} for ${describeEntry(link.entry)}: ` +
             `${error.message}`, { cause: error });
     }
@@ -50466,16 +50479,17 @@ const EXIT_FAILED = 200;
 /**
  * The shell front of the helper, which the server runs as restore_command. Starting Node.js
  * costs a tenth of a second or more per file, several times what replaying a segment takes,
- * so a plain archived file is copied with cp; compressed files, and anything odd (a folder
- * where a file should be), go to the Node.js helper. The exit statuses are the helper's:
- * 1 only when neither file exists, 200 for a copy that fails.
+ * so a plain archived file is copied with cp, and one compressed with zstd, lz4, bzip2 or xz
+ * goes through that program; gzip'd files, and anything odd (a folder where a file should
+ * be), go to the Node.js helper. The exit statuses are the helper's: 1 only when no file of
+ * that name exists, 200 for a copy that fails (the programs' own 1 would read as "absent").
  */
 function shellFrontScript(node, helper, quote) {
     return `#!/bin/sh
 # Written by pitr: restore_command for one restore. Arguments: archive folder, %f, %p.
 archive=$1; name=$2; target=$3
 case "$name" in
-  ''|.|..|*/*) echo "pitr wal-fetch: refusing file name \"$name\"" >&2; exit ${EXIT_FAILED} ;;
+  ''|.|..|*/*) echo "pitr wal-fetch: refusing file name '$name'" >&2; exit ${EXIT_FAILED} ;;
 esac
 [ -n "$archive" ] || exit ${EXIT_NOT_FOUND}
 if [ -f "$archive/$name" ]; then
@@ -50487,6 +50501,14 @@ fi
 if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
   exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
 fi
+for pair in zst:zstd lz4:lz4 bz2:bzip2 xz:xz; do
+  file="$archive/$name.\${pair%%:*}"; program=\${pair#*:}
+  [ -e "$file" ] || continue
+  "$program" -d -c -q -- "$file" > "$target" && exit 0
+  rm -f "$target"
+  echo "pitr wal-fetch: $program could not decompress $file" >&2
+  exit ${EXIT_FAILED}
+done
 exit ${EXIT_NOT_FOUND}
 `;
 }
@@ -50535,9 +50557,9 @@ async function fetchWalFile(archive, name, destination) {
         const input = (0,external_node_fs_namespaceObject.createReadStream)(source);
         const output = (0,external_node_fs_namespaceObject.createWriteStream)(destination);
         if (gzip)
-            await (0,promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), output);
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(input, (0,external_node_zlib_.createGunzip)(), output);
         else
-            await (0,promises_namespaceObject.pipeline)(input, output);
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(input, output);
         return 0;
     }
     catch (error) {

@@ -3,10 +3,9 @@
 // a gap in the archive looks exactly like its end. So pitr lists the archive itself and
 // works out which segments replay will need, before and after the server runs.
 
-import { createReadStream, promises as fs } from 'node:fs';
+import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
-import { createGunzip } from 'node:zlib';
-import { pipeline } from 'node:stream/promises';
+import { archivedFileStream, splitCompressedName } from './decompress.js';
 import { PitrError } from './errors.js';
 import { parseLsn, parseSegmentFileName, segmentFileName, segmentNumberOf } from './wal-names.js';
 
@@ -30,7 +29,7 @@ function addSegment(inventory: ArchiveInventory, name: string, file: string): vo
 
 async function scanFolder(inventory: ArchiveInventory, folder: string): Promise<void> {
   for (const name of await fs.readdir(folder)) {
-    const bare = name.endsWith('.gz') ? name.slice(0, -3) : name;
+    const { bare } = splitCompressedName(name);
     const history = /^([0-9A-F]{8})\.history$/.exec(bare);
     if (history) {
       const timeline = parseInt(history[1], 16);
@@ -72,14 +71,10 @@ export interface TimelineSpan {
   end?: bigint;
 }
 
-/** A small file's text, gunzipped when its name ends in .gz; rejects when it cannot be read. */
+/** A small archived file's text, decompressed by its name's suffix; rejects when unreadable. */
 export async function readPossiblyCompressed(file: string): Promise<string> {
-  if (!file.endsWith('.gz')) return fs.readFile(file, 'utf8');
-  // pipeline, unlike pipe, passes a read error on to the caller instead of throwing it.
   const chunks: Buffer[] = [];
-  await pipeline(createReadStream(file), createGunzip(), async (source: AsyncIterable<Buffer>) => {
-    for await (const chunk of source) chunks.push(chunk);
-  });
+  for await (const chunk of archivedFileStream(file)) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks).toString('utf8');
 }
 

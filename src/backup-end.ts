@@ -6,6 +6,7 @@
 import * as path from 'node:path';
 import { readPossiblyCompressed } from './archive.js';
 import type { BackupLabel } from './backup-label.js';
+import { archivedNames } from './decompress.js';
 import { isLsn, parseLsn } from './wal-names.js';
 
 export interface BackupEnd {
@@ -33,7 +34,7 @@ function historyFileName(label: BackupLabel, segmentSize: number): string {
 async function fromHistoryFile(label: BackupLabel, folders: string[], segmentSize: number) {
   const name = historyFileName(label, segmentSize);
   for (const folder of folders) {
-    for (const file of [path.join(folder, name), path.join(folder, `${name}.gz`)]) {
+    for (const file of archivedNames(name).map((candidate) => path.join(folder, candidate))) {
       const text = await readText(file);
       if (text === undefined) continue;
       const stop = /^STOP WAL LOCATION: ([0-9A-F]+\/[0-9A-F]+)/m.exec(text);

@@ -35,16 +35,17 @@ export function testCommand(file: string, compression: Compression): string {
  * The decompressed content of `file` as a stream. Errors while reading or decompressing end
  * the stream with an error; a missing program is a PitrError saying what to install.
  */
-export function decompressedStream(file: string, compression: Compression): Readable {
-  const input = createReadStream(file, { highWaterMark: IO_CHUNK });
+export function decompressedStream(
+  file: string,
+  compression: Compression,
+  readChunk = IO_CHUNK,
+): Readable {
+  if (compression !== 'none' && compression !== 'gzip') return throughProgram(file, compression);
+  const input = createReadStream(file, { highWaterMark: readChunk });
   if (compression === 'none') return input;
-  if (compression === 'gzip') {
-    const gunzip = createGunzip();
-    input.on('error', (error) => gunzip.destroy(error));
-    return input.pipe(gunzip);
-  }
-  input.destroy();
-  return throughProgram(file, compression);
+  const gunzip = createGunzip();
+  input.on('error', (error) => gunzip.destroy(error));
+  return input.pipe(gunzip);
 }
 
 function throughProgram(file: string, program: Exclude<Compression, 'none' | 'gzip'>): Readable {
@@ -102,4 +103,32 @@ class ProgramOutput extends Transform {
   override _flush(done: TransformCallback): void {
     this.outcome().then((error) => done(error), done);
   }
+}
+
+// archive_command compresses WAL, .history and .backup files alike, and names the result by
+// the tool's suffix; archives are read by name, since opening every file would cost a read.
+const NAME_SUFFIXES: [string, Exclude<Compression, 'none'>][] = [
+  ['.gz', 'gzip'],
+  ['.zst', 'zstd'],
+  ['.lz4', 'lz4'],
+  ['.bz2', 'bzip2'],
+  ['.xz', 'xz'],
+];
+
+/** An archived file's name without its compression suffix, and the compression it names. */
+export function splitCompressedName(name: string): { bare: string; compression: Compression } {
+  for (const [suffix, compression] of NAME_SUFFIXES) {
+    if (name.endsWith(suffix)) return { bare: name.slice(0, -suffix.length), compression };
+  }
+  return { bare: name, compression: 'none' };
+}
+
+/** The names an archived file may have: as it is, and with each compression suffix. */
+export function archivedNames(name: string): string[] {
+  return [name, ...NAME_SUFFIXES.map(([suffix]) => `${name}${suffix}`)];
+}
+
+/** The decompressed content of an archived file, by the suffix of its name. */
+export function archivedFileStream(file: string, readChunk = IO_CHUNK): Readable {
+  return decompressedStream(file, splitCompressedName(file).compression, readChunk);
 }

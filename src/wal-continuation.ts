@@ -11,8 +11,7 @@
 // later majors as zeros): after a switch record nothing is judged. Damage in the last page
 // that holds WAL leaves no page behind it and is not found here.
 
-import { createReadStream } from 'node:fs';
-import { createGunzip } from 'node:zlib';
+import { archivedFileStream } from './decompress.js';
 
 /** sizeof XLogPageHeaderData padded to 8 bytes: where a record's bytes go on in a page. */
 const SHORT_HEADER_SIZE = 24;
@@ -33,14 +32,11 @@ export interface SegmentPages {
 }
 
 /**
- * Reads a segment (plain or .gz) once, keeping only each page's header and the first bytes of
+ * Reads a segment (plain or compressed) once, keeping only each page's header and the first bytes of
  * the record at `recordOffset`; memory stays small whatever the segment size.
  */
 export async function readSegmentPages(file: string, recordOffset: number): Promise<SegmentPages> {
-  const input = createReadStream(file, { highWaterMark: 1024 * 1024 });
-  const stream = file.endsWith('.gz') ? input.pipe(createGunzip()) : input;
-  // pipe() does not pass a read error on; the gunzip stream must end with it.
-  if (stream !== input) input.on('error', (error) => stream.destroy(error));
+  const stream = archivedFileStream(file);
 
   // A record header split by a page break has the next page's header in the middle.
   const wanted = RECORD_HEADER_SIZE + SHORT_HEADER_SIZE;

@@ -5,8 +5,8 @@
 // target was set. Reading the first 40 bytes of each archived segment before replay names such a
 // file, with what was expected and what was found, while there is still time to fetch a good copy.
 
-import { createReadStream, promises as fs } from 'node:fs';
-import { createGunzip } from 'node:zlib';
+import { promises as fs } from 'node:fs';
+import { archivedFileStream, splitCompressedName } from './decompress.js';
 import { PitrError } from './errors.js';
 import { formatLsn, parseSegmentFileName, segmentFileName, segmentStartLsn } from './wal-names.js';
 
@@ -23,7 +23,7 @@ export type SegmentProblemKind =
   'truncated' | 'magic' | 'foreign' | 'pageaddr' | 'segment-size' | 'timeline' | 'unreadable';
 
 export interface SegmentProblem {
-  /** Full path of the archived file, possibly ending in .gz. */
+  /** Full path of the archived file, possibly with a compression suffix (.gz, .zst, ...). */
   file: string;
   /** The 24-hex segment name the file stands for. */
   segment: string;
@@ -69,14 +69,15 @@ const XLP_LONG_HEADER = 0x0002;
 const XLP_ALL_FLAGS = 0x000f;
 
 // Reading more compressed input than this to get 40 bytes out would mean a damaged stream anyway.
-const GZIP_READ_CHUNK = 16 * 1024;
+const COMPRESSED_READ_CHUNK = 16 * 1024;
 
 const DEFAULT_CONCURRENCY = 8;
 
 /**
- * Checks the first page header of one archived segment (plain or .gz) against the backup's
- * cluster. Returns undefined when it fits, and the first problem found otherwise; never throws
- * for a file that cannot be read, which is itself a problem.
+ * Checks the first page header of one archived segment (plain or compressed) against the
+ * backup's cluster. Returns undefined when it fits, and the first problem found otherwise; a
+ * file that cannot be read is itself a problem, and only a missing decompressing program
+ * throws (INPUT_INVALID).
  */
 export async function checkSegmentHeader(
   file: string,
@@ -89,9 +90,10 @@ export async function checkSegmentHeader(
     throw new Error(`${segmentName} is not a segment name for ${exp.segmentSize}-byte segments.`);
   }
 
-  const head = file.endsWith('.gz')
-    ? await readGzipHead(file)
-    : await readPlainHead(file, exp.segmentSize);
+  const head =
+    splitCompressedName(file).compression === 'none'
+      ? await readPlainHead(file, exp.segmentSize)
+      : await readCompressedHead(file);
   const finding = Buffer.isBuffer(head)
     ? checkLongHeader(head, exp, magic, name.timeline, name.segno)
     : head;
@@ -167,22 +169,18 @@ async function readPlainHead(file: string, segmentSize: number): Promise<Buffer 
 }
 
 /**
- * The first 40 bytes of a gzip'd segment, decompressing only as far as that and then stopping.
- * Its size is not checked: a gzip file says how long its content is only in its last four bytes,
- * modulo 4 GB and per member, so a segment cut short after its first page passes this check and
- * is left for the server to find.
+ * The first 40 bytes of a compressed segment, decompressing only as far as that and then
+ * stopping. Its size is not checked: gzip says how long its content is only in its last four
+ * bytes, modulo 4 GB and per member, and the other formats need not say at all, so a segment
+ * cut short after its first page passes this check and is left for the fetch to find.
  */
-async function readGzipHead(file: string): Promise<Buffer | Finding> {
-  const source = createReadStream(file, { highWaterMark: GZIP_READ_CHUNK });
-  const gunzip = createGunzip();
-  // pipe() does not pass a read error on, and the loop below would wait for ever without it.
-  source.on('error', (error) => gunzip.destroy(error));
-  source.pipe(gunzip);
-
+async function readCompressedHead(file: string): Promise<Buffer | Finding> {
+  const source = archivedFileStream(file, COMPRESSED_READ_CHUNK);
+  const format = splitCompressedName(file).compression;
   const chunks: Buffer[] = [];
   let length = 0;
   try {
-    for await (const chunk of gunzip) {
+    for await (const chunk of source) {
       chunks.push(chunk as Buffer);
       length += (chunk as Buffer).length;
       if (length >= LONG_HEADER_SIZE) break;
@@ -196,17 +194,18 @@ async function readGzipHead(file: string): Promise<Buffer | Finding> {
         found: `${describeSize(length)} before the gzip stream breaks off`,
       };
     }
-    return unreadable(error, 'a readable gzip file');
+    // A decompressing program that is not installed is no fault of the file: said once, as is.
+    if (error instanceof PitrError) throw error;
+    return unreadable(error, `a readable ${format} file`);
   } finally {
     source.destroy();
-    gunzip.destroy();
   }
 
   if (length < LONG_HEADER_SIZE) {
     return {
       kind: 'truncated',
-      expected: `at least ${LONG_HEADER_SIZE} bytes after gunzip (the first page header)`,
-      found: `${describeSize(length)}, where the gzip stream ends`,
+      expected: `at least ${LONG_HEADER_SIZE} bytes after decompressing (the first page header)`,
+      found: `${describeSize(length)}, where the ${format} stream ends`,
     };
   }
   return Buffer.concat(chunks).subarray(0, LONG_HEADER_SIZE);
@@ -351,9 +350,9 @@ function whatIsWrong(problem: SegmentProblem, foreignMajor: number | undefined):
 function consequence(problem: SegmentProblem): string {
   switch (problem.kind) {
     case 'truncated':
-      // RestoreArchivedFile (xlogarchive.c) checks the size of every restored segment; a .gz
-      // file cut short fails in the fetch instead.
-      if (problem.file.endsWith('.gz')) return '';
+      // RestoreArchivedFile (xlogarchive.c) checks the size of every restored segment; a
+      // compressed file cut short fails in the fetch instead.
+      if (splitCompressedName(problem.file).compression !== 'none') return '';
       return ' The server would stop with "archive file has wrong size" when replay reaches it.';
     case 'unreadable':
       return '';

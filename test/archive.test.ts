@@ -176,6 +176,24 @@ for (const major of majors) {
       assert.equal(row.n, history.expected.xid);
     });
 
+    it('restores from an archive whose files are compressed with zstd, lz4, bzip2, xz and gzip', async () => {
+      // Every kind in turn, .history and .backup files too, as an archive_command piping
+      // through one of them (and changed along the way) would leave it.
+      const kinds = ['zstd', 'lz4', 'bzip2', 'xz', 'gzip'] as const;
+      let next = 0;
+      const archive = path.join(history.rootDir, 'mixed-compression');
+      await copyArchive(history.archiveDir, archive, () => kinds[next++ % kinds.length]);
+      const target = dataDirectory();
+      const result = await restore(archive, [], target);
+      assert.equal(result.status, 0, result.stderr);
+      const [row] = await queryRestored<{ n: number }>(
+        major,
+        target,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(row.n, history.expected.latest);
+    });
+
     it('fails with TARGET_NOT_REACHED for a restore point that does not exist', async () => {
       const result = await restore(history.archiveDir, ['--target-name', 'no_such_point']);
       assert.equal(result.status, 1);

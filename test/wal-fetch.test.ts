@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { promises as fs } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -11,6 +11,13 @@ import { quoteShellWord } from '../src/recovery-config.js';
 import { shellFrontScript } from '../src/wal-fetch.js';
 
 const execFileAsync = promisify(execFile);
+/** Segments compressed by the programs archive_command commonly pipes through. */
+const PROGRAMS: [string, string, string][] = [
+  ['07', 'zstd', '.zst'],
+  ['08', 'lz4', '.lz4'],
+  ['09', 'bzip2', '.bz2'],
+  ['0A', 'xz', '.xz'],
+];
 const script = path.resolve('dist/wal-fetch/index.js');
 
 // Each case runs through both fronts: the Node.js helper alone, and the shell script the
@@ -51,6 +58,22 @@ for (const which of ['node', 'shell'] as const)
       );
       // A folder where a file should be: reading it fails with EISDIR, not "not found".
       await fs.mkdir(path.join(archive, '000000010000000000000006'));
+      if (which === 'shell') {
+        const plain = path.join(dir, 'segment');
+        await fs.writeFile(plain, segment);
+        for (const [segno, program, suffix] of PROGRAMS) {
+          const compressed = execFileSync(program, ['-c', plain]);
+          await fs.writeFile(
+            path.join(archive, `0000000100000000000000${segno}${suffix}`),
+            compressed,
+          );
+        }
+        const zstd = execFileSync('zstd', ['-c', plain]);
+        await fs.writeFile(
+          path.join(archive, '00000001000000000000000B.zst'),
+          zstd.subarray(0, zstd.length / 2),
+        );
+      }
     });
 
     after(async () => {
@@ -68,6 +91,25 @@ for (const which of ['node', 'shell'] as const)
       assert.equal((await fetchFile(archive, '000000010000000000000004', out)).status, 0);
       assert.deepEqual(await fs.readFile(out), segment);
     });
+
+    if (which === 'shell') {
+      for (const [segno, program, suffix] of PROGRAMS) {
+        it(`decompresses a ${suffix} segment with ${program}`, async () => {
+          const out = path.join(dir, `out${segno}`);
+          const result = await fetchFile(archive, `0000000100000000000000${segno}`, out);
+          assert.equal(result.status, 0, result.stderr);
+          assert.deepEqual(await fs.readFile(out), segment);
+        });
+      }
+
+      it('exits above 125 for a .zst cut short, not the 1 zstd itself exits with', async () => {
+        const out = path.join(dir, 'out0B');
+        const result = await fetchFile(archive, '00000001000000000000000B', out);
+        assert.ok(result.status > 125, `status ${result.status}`);
+        assert.match(result.stderr, /zstd could not decompress .*00000001000000000000000B\.zst/);
+        await assert.rejects(fs.access(out));
+      });
+    }
 
     it('exits 1 only for a file that is truly absent, so that recovery ends normally', async () => {
       const out = path.join(dir, 'out-missing');
@@ -99,11 +141,15 @@ for (const which of ['node', 'shell'] as const)
     });
 
     it('never changes the archive', async () => {
+      const compressed = PROGRAMS.map(
+        ([segno, , suffix]) => `0000000100000000000000${segno}${suffix}`,
+      );
       assert.deepEqual((await fs.readdir(archive)).sort(), [
         '000000010000000000000003',
         '000000010000000000000004.gz',
         '000000010000000000000005.gz',
         '000000010000000000000006',
+        ...(which === 'shell' ? [...compressed, '00000001000000000000000B.zst'] : []),
       ]);
     });
   });

@@ -57,16 +57,17 @@ const EXIT_FAILED = 200;
 /**
  * The shell front of the helper, which the server runs as restore_command. Starting Node.js
  * costs a tenth of a second or more per file, several times what replaying a segment takes,
- * so a plain archived file is copied with cp; compressed files, and anything odd (a folder
- * where a file should be), go to the Node.js helper. The exit statuses are the helper's:
- * 1 only when neither file exists, 200 for a copy that fails.
+ * so a plain archived file is copied with cp, and one compressed with zstd, lz4, bzip2 or xz
+ * goes through that program; gzip'd files, and anything odd (a folder where a file should
+ * be), go to the Node.js helper. The exit statuses are the helper's: 1 only when no file of
+ * that name exists, 200 for a copy that fails (the programs' own 1 would read as "absent").
  */
 function shellFrontScript(node, helper, quote) {
     return `#!/bin/sh
 # Written by pitr: restore_command for one restore. Arguments: archive folder, %f, %p.
 archive=$1; name=$2; target=$3
 case "$name" in
-  ''|.|..|*/*) echo "pitr wal-fetch: refusing file name \"$name\"" >&2; exit ${EXIT_FAILED} ;;
+  ''|.|..|*/*) echo "pitr wal-fetch: refusing file name '$name'" >&2; exit ${EXIT_FAILED} ;;
 esac
 [ -n "$archive" ] || exit ${EXIT_NOT_FOUND}
 if [ -f "$archive/$name" ]; then
@@ -78,6 +79,14 @@ fi
 if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
   exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
 fi
+for pair in zst:zstd lz4:lz4 bz2:bzip2 xz:xz; do
+  file="$archive/$name.\${pair%%:*}"; program=\${pair#*:}
+  [ -e "$file" ] || continue
+  "$program" -d -c -q -- "$file" > "$target" && exit 0
+  rm -f "$target"
+  echo "pitr wal-fetch: $program could not decompress $file" >&2
+  exit ${EXIT_FAILED}
+done
 exit ${EXIT_NOT_FOUND}
 `;
 }

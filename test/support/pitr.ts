@@ -98,18 +98,29 @@ export async function treeDigest(root: string): Promise<string> {
   return hash.digest('hex');
 }
 
-/** A copy of an archive folder for a test to break: each file kept, dropped or gzip'd. */
+/** The programs an archive_command may compress with, and the suffix each one adds. */
+const COMPRESSORS = { gzip: '.gz', zstd: '.zst', lz4: '.lz4', bzip2: '.bz2', xz: '.xz' };
+export type ArchiveAction = 'drop' | 'keep' | keyof typeof COMPRESSORS;
+
+/** A copy of an archive folder for a test to break: each file kept, dropped or compressed. */
 export async function copyArchive(
   from: string,
   to: string,
-  transform?: (name: string) => 'drop' | 'gzip' | 'keep',
+  transform?: (name: string) => ArchiveAction,
 ) {
   await fs.mkdir(to, { recursive: true });
   for (const name of await fs.readdir(from)) {
     const action = transform?.(name) ?? 'keep';
     if (action === 'drop') continue;
-    await fs.copyFile(path.join(from, name), path.join(to, name));
-    if (action === 'gzip') await execFileAsync('gzip', [path.join(to, name)]);
+    if (action === 'keep') {
+      await fs.copyFile(path.join(from, name), path.join(to, name));
+    } else {
+      const { stdout } = await execFileAsync(action, ['-c', path.join(from, name)], {
+        encoding: 'buffer',
+        maxBuffer: 1024 * 1024 * 1024,
+      });
+      await fs.writeFile(path.join(to, `${name}${COMPRESSORS[action]}`), stdout);
+    }
   }
   await chownToServer(to, true);
 }
