@@ -194,6 +194,28 @@ for (const major of majors) {
       assert.equal(row.n, history.expected.latest);
     });
 
+    it('says which program to install, before replay, when the archive needs one that is missing', async () => {
+      const archive = path.join(history.rootDir, 'zstd-archive');
+      await copyArchive(history.archiveDir, archive, () => 'zstd');
+      const result = await runCli(
+        [
+          '--base-backup',
+          history.backupDir,
+          '--wal-archive',
+          archive,
+          '--postgres-bin',
+          binDir(major),
+          '--data-directory',
+          dataDirectory(),
+        ],
+        { PATH: path.join(history.rootDir, 'no-programs') },
+      );
+      assert.equal(result.outputs['error-code'], 'INPUT_INVALID', result.stderr);
+      assert.match(result.stderr, /reading it takes the zstd program, which is not on PATH/);
+      assert.match(result.stderr, /apt-get install zstd/);
+      assert.doesNotMatch(result.stderr, /Starting PostgreSQL/);
+    });
+
     it('fails with TARGET_NOT_REACHED for a restore point that does not exist', async () => {
       const result = await restore(history.archiveDir, ['--target-name', 'no_such_point']);
       assert.equal(result.status, 1);

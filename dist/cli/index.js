@@ -42111,7 +42111,7 @@ function throughProgram(file, program) {
     child.on('error', (error) => {
         output.destroy(error.code === 'ENOENT'
             ? new PitrError('INPUT_INVALID', `${file} is compressed with ${program}, and reading it takes the ${program} program, which is not on PATH.`, [
-                `Install it (apt-get install ${PACKAGE[program]}), or decompress the file first (${program} -d -k ${file}) and restore from the .tar it writes.`,
+                `Install it (apt-get install ${PACKAGE[program]}), or decompress the files first (${program} -d -k ${file} keeps the original) and give pitr the decompressed ones.`,
             ])
             : error);
     });
