@@ -247,75 +247,62 @@ for (const major of majors) {
 
 describe('backups made by pg_basebackup', () => {
   let cluster: Cluster;
-  let backupDir: string;
-  let standbyCopy: string;
+  let restores = 0;
+  const backupOf = (name: string) => path.join(cluster.rootDir, name);
+
+  /** Debian's pg_basebackup 15 against the same major's server, as users run it. */
+  const basebackup = (name: string, flags: string[]) =>
+    runAsServer(
+      '/usr/lib/postgresql/15/bin/pg_basebackup',
+      [
+        '-h',
+        cluster.socketDir,
+        '-p',
+        String(cluster.port),
+        '-U',
+        'postgres',
+        '-D',
+        backupOf(name),
+        ...flags,
+      ],
+      '/',
+    );
+
+  /** Restores with the CLI (with the cluster's archive unless told otherwise); returns rows of t. */
+  async function restoreRows(backup: string, args: string[] = [], archive = true) {
+    const target = path.join(cluster.rootDir, `restored-${restores++}`);
+    const result = await runCli([
+      '--base-backup',
+      backup,
+      ...(archive ? ['--wal-archive', cluster.archiveDir] : []),
+      '--postgres-bin',
+      binDir(15),
+      '--data-directory',
+      target,
+      ...args,
+    ]);
+    assert.equal(result.status, 0, result.stderr);
+    const [row] = await queryRestored<{ n: number; standby: boolean }>(
+      15,
+      target,
+      'SELECT count(*)::int AS n, pg_is_in_recovery() AS standby FROM t',
+    );
+    assert.equal(row.standby, false, 'promoted, not left in recovery');
+    return { rows: row.n, stderr: result.stderr };
+  }
 
   before(async () => {
     cluster = await startCluster(15);
-    standbyCopy = path.join(cluster.rootDir, 'standby-copy');
     await cluster.query('CREATE TABLE t (a int)');
     await cluster.query('INSERT INTO t SELECT generate_series(1, 100)');
-    backupDir = path.join(cluster.rootDir, 'basebackup');
-    // Debian's pg_basebackup 15 against the same major's server, as users run it.
-    await runAsServer(
-      '/usr/lib/postgresql/15/bin/pg_basebackup',
-      [
-        '-h',
-        cluster.socketDir,
-        '-p',
-        String(cluster.port),
-        '-U',
-        'postgres',
-        '-D',
-        backupDir,
-        '-Ft',
-        '-z',
-        '-X',
-        'stream',
-      ],
-      '/',
-    );
+    await basebackup('tar-gz', ['-Ft', '-z', '-X', 'stream']);
     // A plain copy made for a standby (-R: standby.signal, primary_conninfo), WAL left to the
     // archive (-X none): what a replica's provisioning job writes, and a common restore source.
-    await runAsServer(
-      '/usr/lib/postgresql/15/bin/pg_basebackup',
-      [
-        '-h',
-        cluster.socketDir,
-        '-p',
-        String(cluster.port),
-        '-U',
-        'postgres',
-        '-D',
-        standbyCopy,
-        '-Fp',
-        '-R',
-        '-X',
-        'none',
-      ],
-      '/',
-    );
+    await basebackup('standby-copy', ['-Fp', '-R', '-X', 'none']);
     // PostgreSQL 15's own lz4 and zstd compression: base.tar.lz4 / base.tar.zst beside an
     // uncompressed pg_wal.tar.
     for (const method of ['lz4', 'zstd']) {
-      await runAsServer(
-        '/usr/lib/postgresql/15/bin/pg_basebackup',
-        [
-          '-h',
-          cluster.socketDir,
-          '-p',
-          String(cluster.port),
-          '-U',
-          'postgres',
-          '-D',
-          path.join(cluster.rootDir, `basebackup-${method}`),
-          '-Ft',
-          `--compress=client-${method}`,
-          '-X',
-          'stream',
-        ],
-        '/',
-      );
+      await basebackup(`tar-${method}`, ['-Ft', `--compress=client-${method}`, '-X', 'stream']);
     }
     await cluster.query('INSERT INTO t SELECT generate_series(101, 250)');
     await cluster.waitArchived(await cluster.switchWal());
@@ -326,50 +313,18 @@ describe('backups made by pg_basebackup', () => {
   });
 
   it('restores -Ft -z -X stream (base.tar.gz with pg_wal.tar.gz) without an archive', async () => {
-    assert.deepEqual((await fs.readdir(backupDir)).sort(), [
+    assert.deepEqual((await fs.readdir(backupOf('tar-gz'))).sort(), [
       'backup_manifest',
       'base.tar.gz',
       'pg_wal.tar.gz',
     ]);
-    const target = path.join(cluster.rootDir, 'r1');
-    const result = await runCli([
-      '--base-backup',
-      backupDir,
-      '--postgres-bin',
-      binDir(15),
-      '--data-directory',
-      target,
-      '--target',
-      'immediate',
-    ]);
-    assert.equal(result.status, 0, result.stderr);
-    const [row] = await queryRestored<{ n: number }>(
-      15,
-      target,
-      'SELECT count(*)::int AS n FROM t',
-    );
-    assert.equal(row.n, 100);
+    const { rows } = await restoreRows(backupOf('tar-gz'), ['--target', 'immediate'], false);
+    assert.equal(rows, 100);
   });
 
   it('restores -Ft -z -X stream plus the archive to the end', async () => {
-    const target = path.join(cluster.rootDir, 'r2');
-    const result = await runCli([
-      '--base-backup',
-      path.join(backupDir, 'base.tar.gz'),
-      '--wal-archive',
-      cluster.archiveDir,
-      '--postgres-bin',
-      binDir(15),
-      '--data-directory',
-      target,
-    ]);
-    assert.equal(result.status, 0, result.stderr);
-    const [row] = await queryRestored<{ n: number }>(
-      15,
-      target,
-      'SELECT count(*)::int AS n FROM t',
-    );
-    assert.equal(row.n, 250);
+    const { rows } = await restoreRows(path.join(backupOf('tar-gz'), 'base.tar.gz'));
+    assert.equal(rows, 250);
   });
 
   for (const [method, suffix] of [
@@ -377,86 +332,34 @@ describe('backups made by pg_basebackup', () => {
     ['zstd', '.zst'],
   ]) {
     it(`restores -Ft --compress=${method} (base.tar${suffix}) plus the archive to the end`, async () => {
-      const backup = path.join(cluster.rootDir, `basebackup-${method}`);
-      assert.deepEqual((await fs.readdir(backup)).sort(), [
+      assert.deepEqual((await fs.readdir(backupOf(`tar-${method}`))).sort(), [
         'backup_manifest',
         `base.tar${suffix}`,
         'pg_wal.tar',
       ]);
-      const target = path.join(cluster.rootDir, `r-${method}`);
-      const result = await runCli([
-        '--base-backup',
-        backup,
-        '--wal-archive',
-        cluster.archiveDir,
-        '--postgres-bin',
-        binDir(15),
-        '--data-directory',
-        target,
-      ]);
-      assert.equal(result.status, 0, result.stderr);
-      const [row] = await queryRestored<{ n: number }>(
-        15,
-        target,
-        'SELECT count(*)::int AS n FROM t',
-      );
-      assert.equal(row.n, 250);
+      assert.equal((await restoreRows(backupOf(`tar-${method}`))).rows, 250);
     });
   }
 
   it('restores a -Fp -R copy made for a standby as a promoted cluster, with WAL from the archive', async () => {
-    assert.ok(existsSync(path.join(standbyCopy, 'standby.signal')), 'pg_basebackup -R wrote it');
-    const target = path.join(cluster.rootDir, 'r3');
-    const result = await runCli([
-      '--base-backup',
-      standbyCopy,
-      '--wal-archive',
-      cluster.archiveDir,
-      '--postgres-bin',
-      binDir(15),
-      '--data-directory',
-      target,
-    ]);
-    assert.equal(result.status, 0, result.stderr);
-    assert.match(result.stderr, /Removed standby\.signal from the restored copy/);
-    assert.ok(existsSync(path.join(standbyCopy, 'standby.signal')), 'the backup is untouched');
-    const [row] = await queryRestored<{ n: number; standby: boolean }>(
-      15,
-      target,
-      'SELECT count(*)::int AS n, pg_is_in_recovery() AS standby FROM t',
-    );
-    assert.deepEqual(row, { n: 250, standby: false });
+    const signal = path.join(backupOf('standby-copy'), 'standby.signal');
+    assert.ok(existsSync(signal), 'pg_basebackup -R wrote it');
+    const { rows, stderr } = await restoreRows(backupOf('standby-copy'));
+    assert.equal(rows, 250);
+    assert.match(stderr, /Removed standby\.signal from the restored copy/);
+    assert.ok(existsSync(signal), 'the backup is untouched');
   });
 
   it('replays without the delay of a delayed standby whose settings came along in the copy', async () => {
     // A copy taken from a standby kept an hour behind, to undo mistakes: its
     // recovery_min_apply_delay (a setting from 12 on) would hold every commit back an hour.
-    const delayed = path.join(cluster.rootDir, 'delayed-copy');
-    await fs.cp(standbyCopy, delayed, { recursive: true });
+    const delayed = backupOf('delayed-copy');
+    await fs.cp(backupOf('standby-copy'), delayed, { recursive: true });
     await fs.appendFile(
       path.join(delayed, 'postgresql.auto.conf'),
       "recovery_min_apply_delay = '1h'\n",
     );
     await chownToServer(delayed, true);
-    const target = path.join(cluster.rootDir, 'r4');
-    const result = await runCli([
-      '--base-backup',
-      delayed,
-      '--wal-archive',
-      cluster.archiveDir,
-      '--postgres-bin',
-      binDir(15),
-      '--data-directory',
-      target,
-      '--timeout',
-      '60',
-    ]);
-    assert.equal(result.status, 0, result.stderr);
-    const [row] = await queryRestored<{ n: number }>(
-      15,
-      target,
-      'SELECT count(*)::int AS n FROM t',
-    );
-    assert.equal(row.n, 250);
+    assert.equal((await restoreRows(delayed, ['--timeout', '60'])).rows, 250);
   });
 });

@@ -66,9 +66,8 @@ for (const major of majors) {
       }
     });
 
-    it('runs every check as the bootstrap superuser found in the backup', async () => {
-      const target = path.join(cluster.rootDir, 'restored');
-      const run = await runCli([
+    const restoreInto = (target: string, args: string[]) =>
+      runCli([
         '--base-backup',
         backupDir,
         '--wal-archive',
@@ -77,6 +76,12 @@ for (const major of majors) {
         binDir(major),
         '--data-directory',
         target,
+        ...args,
+      ]);
+
+    it('runs every check as the bootstrap superuser found in the backup', async () => {
+      const target = path.join(cluster.rootDir, 'restored');
+      const run = await restoreInto(target, [
         '--verify-query',
         "SELECT current_user = 'app owner'",
         '--verify-query',
@@ -97,15 +102,7 @@ for (const major of majors) {
 
     it('hands later steps a connection as that role with keep-running', async () => {
       const target = path.join(cluster.rootDir, 'kept');
-      const run = await runCli([
-        '--base-backup',
-        backupDir,
-        '--wal-archive',
-        cluster.archiveDir,
-        '--postgres-bin',
-        binDir(major),
-        '--data-directory',
-        target,
+      const run = await restoreInto(target, [
         '--check-indexes',
         'false',
         '--check-read-all',
