@@ -47003,7 +47003,9 @@ function recoveryConfText(settings) {
  * Settings that keep a test restore private and harmless, whatever the backup's
  * postgresql.conf says: no network listener, no archiving into anybody's archive, the
  * server's messages in English on stderr where pitr reads them, and pitr's own
- * authentication file so that pitr can connect whatever pg_hba.conf the backup has.
+ * authentication file so that pitr can connect whatever pg_hba.conf the backup has. A large
+ * primary's huge_pages = on would stop the server on a runner with no huge pages reserved;
+ * try uses them where they are.
  */
 function serverSettings(env) {
     return [
@@ -47018,6 +47020,7 @@ function serverSettings(env) {
         ['log_line_prefix', '%m [%p] '],
         ['lc_messages', 'C'],
         ['hot_standby', 'on'],
+        ['huge_pages', 'try'],
     ];
 }
 /** Command-line arguments for postgres: -c name=value for each setting. */
@@ -47482,7 +47485,7 @@ async function serverFailure(replay) {
     else {
         error = new PitrError('SERVER_FAILED', `The restored server stopped during recovery: ${fatal}.`, [
             `Read the server log (${replay.logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
-            "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
+            "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries naming an extension not installed here, a large shared_buffers) stops it; fix it in a copy of the backup.",
         ]);
     }
     error.logTail = log.tail();

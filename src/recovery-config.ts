@@ -103,7 +103,9 @@ export function recoveryConfText(settings: [string, string][]): string {
  * Settings that keep a test restore private and harmless, whatever the backup's
  * postgresql.conf says: no network listener, no archiving into anybody's archive, the
  * server's messages in English on stderr where pitr reads them, and pitr's own
- * authentication file so that pitr can connect whatever pg_hba.conf the backup has.
+ * authentication file so that pitr can connect whatever pg_hba.conf the backup has. A large
+ * primary's huge_pages = on would stop the server on a runner with no huge pages reserved;
+ * try uses them where they are.
  */
 export function serverSettings(env: ServerEnvironment): [string, string][] {
   return [
@@ -118,6 +120,7 @@ export function serverSettings(env: ServerEnvironment): [string, string][] {
     ['log_line_prefix', '%m [%p] '],
     ['lc_messages', 'C'],
     ['hot_standby', 'on'],
+    ['huge_pages', 'try'],
   ];
 }
 

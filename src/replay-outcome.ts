@@ -73,7 +73,7 @@ export async function serverFailure(replay: Replay): Promise<PitrError> {
       `The restored server stopped during recovery: ${fatal}.`,
       [
         `Read the server log (${replay.logFile}) for the cause; the last archived file restored was ${last ?? 'none'}.`,
-        "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries, huge_pages, a large shared_buffers) stops it; fix it in a copy of the backup.",
+        "The restored cluster starts with the backup's own postgresql.conf and postgresql.auto.conf: a setting that needs what this runner lacks (shared_preload_libraries naming an extension not installed here, a large shared_buffers) stops it; fix it in a copy of the backup.",
       ],
     );
   }
