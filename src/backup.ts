@@ -93,6 +93,20 @@ export async function locateBackup(input: string): Promise<BackupSource> {
 const SKIPPED_FILES = new Set(['postmaster.pid', 'postmaster.opts']);
 const REMOVED_AFTER_RESTORE = ['standby.signal', 'recovery.signal', 'recovery.conf'];
 
+/** Configuration files a Debian or Ubuntu backup lacks, as pitr writes them into the copy. */
+const DEBIAN_ELSEWHERE: [string, string][] = [
+  [
+    'postgresql.conf',
+    '# Written by pitr: the backup had none (Debian and Ubuntu keep it in /etc/postgresql).\n',
+  ],
+  [
+    'pg_hba.conf',
+    '# Written by pitr: the backup had none (Debian and Ubuntu keep it in /etc/postgresql).\n' +
+      '# Local socket connections only, without a password, as initdb sets up a new cluster.\n' +
+      'local all all trust\n',
+  ],
+];
+
 async function chownIfNeeded(target: string, account: ServerAccount): Promise<void> {
   if (account.switchUser) await fs.lchown(target, account.uid, account.gid);
 }
@@ -286,6 +300,25 @@ export async function materializeBackup(
       removed.push(name);
       log.info(`Removed ${name} from the restored copy: pitr writes its own recovery settings.`);
     }
+  }
+  // Debian and Ubuntu keep postgresql.conf and pg_hba.conf in /etc/postgresql/<major>/<name>,
+  // outside the data directory, so their backups have neither, and the server will not start
+  // without both. pitr runs the restore with its own pg_hba.conf; the files written here are
+  // for the restored cluster's own later starts (pg_ctl start): every setting at its default
+  // (the backup's postgresql.auto.conf still applies), and local socket connections trusted,
+  // as initdb sets up a new cluster.
+  const missing: string[] = [];
+  for (const [name, text] of DEBIAN_ELSEWHERE) {
+    const file = path.join(dataDirectory, name);
+    if (await statOrUndefined(file)) continue;
+    await fs.writeFile(file, text, { mode: 0o600 });
+    await chownIfNeeded(file, account);
+    missing.push(name);
+  }
+  if (missing.length > 0) {
+    log.info(
+      `The backup has no ${missing.join(' or ')} (Debian and Ubuntu keep them in /etc/postgresql): pitr wrote ${missing.length === 1 ? 'one' : 'them'} into the restored copy, settings at their defaults and local socket connections trusted.`,
+    );
   }
   return { ...totals, removed };
 }

@@ -3,7 +3,7 @@
 // back to the backup. Also the good case of a fork after the backup, followed correctly.
 
 import assert from 'node:assert/strict';
-import { promises as fs } from 'node:fs';
+import { existsSync, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
@@ -151,6 +151,31 @@ for (const major of majors) {
       );
       assert.match(run.stderr, /Last lines of the server log:/);
       assert.ok(run.outputs['log-file'], 'the whole log is an output');
+    });
+
+    it("restores a backup of Debian's layout, whose postgresql.conf and pg_hba.conf live in /etc", async () => {
+      const copy = path.join(history.rootDir, 'debian-layout');
+      await fs.cp(history.backupDir, copy, { recursive: true });
+      for (const file of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) {
+        await fs.rm(path.join(copy, file));
+      }
+      await chownToServer(copy, true);
+      const target = next();
+      const run = await restore(
+        ['--target-name', history.targets.name],
+        history.archiveDir,
+        copy,
+        target,
+      );
+      assert.equal(run.status, 0, run.stderr);
+      assert.match(run.stderr, /The backup has no postgresql\.conf or pg_hba\.conf/);
+      assert.ok(!existsSync(path.join(copy, 'postgresql.conf')), 'the backup is untouched');
+      const [row] = await queryRestored<{ n: number }>(
+        major,
+        target,
+        'SELECT count(*)::int AS n FROM tab_int',
+      );
+      assert.equal(row.n, history.expected.name);
     });
 
     it("starts although the backup's configuration asks for huge pages the runner may lack", async () => {
