@@ -48,6 +48,21 @@ for (const major of majors) {
     before(async () => {
       history = await buildHistory(major);
     });
+
+    /**
+     * A copy of the archive whose segment `fromEnd` places before the last (0: the last) has
+     * the header of its page `page` zeroed, as a damaged copy would have.
+     */
+    async function archiveWithZeroedPage(name: string, fromEnd: number, page: number) {
+      const segments = segmentsOf(await fs.readdir(history.archiveDir));
+      const damaged = segments[segments.length - 1 - fromEnd];
+      const archive = path.join(history.rootDir, name);
+      await copyArchive(history.archiveDir, archive);
+      const handle = await fs.open(path.join(archive, damaged), 'r+');
+      await handle.write(Buffer.alloc(16), 0, 16, page * 8192);
+      await handle.close();
+      return { archive, damaged, segments };
+    }
     after(async () => {
       if (history) await removeTree(history.rootDir);
     });
@@ -88,13 +103,7 @@ for (const major of majors) {
     it('fails naming the damaged segment when replay ends early at a corrupted page', async () => {
       // PostgreSQL takes the first WAL page that fails its checks for the end of WAL and
       // promotes without an error; only the archive listing shows that more was there.
-      const segments = segmentsOf(await fs.readdir(history.archiveDir));
-      const damaged = segments[segments.length - 2];
-      const archive = path.join(history.rootDir, 'damaged-archive');
-      await copyArchive(history.archiveDir, archive);
-      const handle = await fs.open(path.join(archive, damaged), 'r+');
-      await handle.write(Buffer.alloc(16), 0, 16, 2 * 8192);
-      await handle.close();
+      const { archive, damaged } = await archiveWithZeroedPage('damaged-archive', 1, 2);
 
       const result = await restore(archive, []);
       assert.equal(result.status, 1, result.stderr);
@@ -106,14 +115,8 @@ for (const major of majors) {
 
     it('fails naming the last segment when replay ends at a corrupted page inside it', async () => {
       // No later segment gives this away: the server promotes, 10 without a word, and only the
-      // WAL pages after the place it stopped (or, from 11 on, its complaint) show the damage.
-      const segments = segmentsOf(await fs.readdir(history.archiveDir));
-      const damaged = segments[segments.length - 1];
-      const archive = path.join(history.rootDir, 'damaged-last');
-      await copyArchive(history.archiveDir, archive);
-      const handle = await fs.open(path.join(archive, damaged), 'r+');
-      await handle.write(Buffer.alloc(16), 0, 16, 8192);
-      await handle.close();
+      // WAL pages after the place it stopped show the damage.
+      const { archive, damaged } = await archiveWithZeroedPage('damaged-last', 0, 1);
 
       const result = await restore(archive, []);
       assert.equal(result.status, 1, result.stderr);
@@ -124,13 +127,7 @@ for (const major of majors) {
     it('names the damaged segment, not the end of the archive, when a target lies beyond it', async () => {
       // 13+ stop with "recovery ended before configured recovery target was reached", 10 to
       // 12 promote without a word; either way the cause is the damage, not the target.
-      const segments = segmentsOf(await fs.readdir(history.archiveDir));
-      const damaged = segments[segments.length - 2];
-      const archive = path.join(history.rootDir, 'damaged-archive-2');
-      await copyArchive(history.archiveDir, archive);
-      const handle = await fs.open(path.join(archive, damaged), 'r+');
-      await handle.write(Buffer.alloc(16), 0, 16, 2 * 8192);
-      await handle.close();
+      const { archive, damaged, segments } = await archiveWithZeroedPage('damaged-archive-2', 1, 2);
       const last = parseSegmentFileName(segments[segments.length - 1], history.segmentSize);
       assert.ok(last);
       const target = formatLsn(segmentStartLsn(last.segno, history.segmentSize) + 0x100n);
