@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { buildHistory, type History } from './support/history.js';
 import { binDir, chownToServer, removeTree, startCluster } from './support/postgres.js';
-import { copyArchive, queryRestored, runCli } from './support/pitr.js';
+import { copyArchive, restoredRowCount, runCli } from './support/pitr.js';
 
 const majors = process.env.PITR_TEST_MAJORS
   ? process.env.PITR_TEST_MAJORS.split(',')
@@ -45,6 +45,15 @@ for (const major of majors) {
     after(async () => {
       if (history) await removeTree(history.rootDir);
     });
+
+    /** A copy of the backup, changed by `change` (given its folder), for the server account. */
+    async function changedBackup(name: string, change: (copy: string) => Promise<unknown>) {
+      const copy = path.join(history.rootDir, name);
+      await fs.cp(history.backupDir, copy, { recursive: true });
+      await change(copy);
+      await chownToServer(copy, true);
+      return copy;
+    }
 
     it('refuses an LSN before the end of the backup, naming the earliest point', async () => {
       const run = await restore(['--target-lsn', '0/10']);
@@ -90,13 +99,12 @@ for (const major of majors) {
       { skip: major < 17 },
       async () => {
         // PostgreSQL 17's incremental backups carry these two lines; no server starts from one.
-        const copy = path.join(history.rootDir, 'incremental');
-        await fs.cp(history.backupDir, copy, { recursive: true });
-        await fs.appendFile(
-          path.join(copy, 'backup_label'),
-          'INCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n',
-        );
-        await chownToServer(copy, true);
+        const copy = await changedBackup('incremental', async (dir) => {
+          await fs.appendFile(
+            path.join(dir, 'backup_label'),
+            'INCREMENTAL FROM LSN: 0/2000028\nINCREMENTAL FROM TLI: 1\n',
+          );
+        });
         const run = await restore([], history.archiveDir, copy);
         assert.equal(run.outputs['error-code'], 'BACKUP_INCREMENTAL');
         assert.match(run.stderr, /INCREMENTAL FROM LSN 0\/2000028, timeline 1/);
@@ -105,10 +113,9 @@ for (const major of majors) {
     );
 
     it('warns that a copy of a running server without backup_label is only good as a snapshot', async () => {
-      const copy = path.join(history.rootDir, 'no-label');
-      await fs.cp(history.backupDir, copy, { recursive: true });
-      await fs.rm(path.join(copy, 'backup_label'));
-      await chownToServer(copy, true);
+      const copy = await changedBackup('no-label', async (dir) => {
+        await fs.rm(path.join(dir, 'backup_label'));
+      });
       const run = await restore([], history.archiveDir, copy);
       assert.match(
         run.stderr,
@@ -127,22 +134,16 @@ for (const major of majors) {
         run.stderr,
         /no backup_label, and pg_control says the cluster was shut down cleanly/,
       );
-      const [row] = await queryRestored<{ n: number }>(
-        major,
-        target,
-        'SELECT count(*)::int AS n FROM tab_int',
-      );
-      assert.equal(row.n, history.expected.latest);
+      assert.equal(await restoredRowCount(major, target), history.expected.latest);
     });
 
     it("fails with the server's own FATAL when the backup's configuration cannot start", async () => {
-      const copy = path.join(history.rootDir, 'bad-config');
-      await fs.cp(history.backupDir, copy, { recursive: true });
-      await fs.appendFile(
-        path.join(copy, 'postgresql.conf'),
-        "shared_preload_libraries = 'no_such_library'\n",
-      );
-      await chownToServer(copy, true);
+      const copy = await changedBackup('bad-config', async (dir) => {
+        await fs.appendFile(
+          path.join(dir, 'postgresql.conf'),
+          "shared_preload_libraries = 'no_such_library'\n",
+        );
+      });
       const run = await restore([], history.archiveDir, copy);
       assert.equal(run.outputs['error-code'], 'SERVER_FAILED');
       assert.match(
@@ -154,12 +155,11 @@ for (const major of majors) {
     });
 
     it("restores a backup of Debian's layout, whose postgresql.conf and pg_hba.conf live in /etc", async () => {
-      const copy = path.join(history.rootDir, 'debian-layout');
-      await fs.cp(history.backupDir, copy, { recursive: true });
-      for (const file of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) {
-        await fs.rm(path.join(copy, file));
-      }
-      await chownToServer(copy, true);
+      const copy = await changedBackup('debian-layout', async (dir) => {
+        for (const file of ['postgresql.conf', 'pg_hba.conf', 'pg_ident.conf']) {
+          await fs.rm(path.join(dir, file));
+        }
+      });
       const target = next();
       const run = await restore(
         ['--target-name', history.targets.name],
@@ -170,20 +170,14 @@ for (const major of majors) {
       assert.equal(run.status, 0, run.stderr);
       assert.match(run.stderr, /The backup has no postgresql\.conf or pg_hba\.conf/);
       assert.ok(!existsSync(path.join(copy, 'postgresql.conf')), 'the backup is untouched');
-      const [row] = await queryRestored<{ n: number }>(
-        major,
-        target,
-        'SELECT count(*)::int AS n FROM tab_int',
-      );
-      assert.equal(row.n, history.expected.name);
+      assert.equal(await restoredRowCount(major, target), history.expected.name);
     });
 
     it("starts although the backup's configuration asks for huge pages the runner may lack", async () => {
       // huge_pages = on, right for a large primary, stops a server where none are reserved.
-      const copy = path.join(history.rootDir, 'huge-pages');
-      await fs.cp(history.backupDir, copy, { recursive: true });
-      await fs.appendFile(path.join(copy, 'postgresql.conf'), 'huge_pages = on\n');
-      await chownToServer(copy, true);
+      const copy = await changedBackup('huge-pages', async (dir) => {
+        await fs.appendFile(path.join(dir, 'postgresql.conf'), 'huge_pages = on\n');
+      });
       const run = await restore([], history.archiveDir, copy);
       assert.equal(run.status, 0, run.stderr);
     });
@@ -198,13 +192,12 @@ for (const major of majors) {
     });
 
     it('refuses a backup whose pg_control fails its checksum', async () => {
-      const copy = path.join(history.rootDir, 'bad-control');
-      await fs.cp(history.backupDir, copy, { recursive: true });
-      const control = path.join(copy, 'global', 'pg_control');
-      const bytes = await fs.readFile(control);
-      bytes[40] ^= 0xff;
-      await fs.writeFile(control, bytes);
-      await chownToServer(copy, true);
+      const copy = await changedBackup('bad-control', async (dir) => {
+        const control = path.join(dir, 'global', 'pg_control');
+        const bytes = await fs.readFile(control);
+        bytes[40] ^= 0xff;
+        await fs.writeFile(control, bytes);
+      });
       const run = await restore([], history.archiveDir, copy);
       assert.equal(run.outputs['error-code'], 'BACKUP_DAMAGED');
       assert.match(run.stderr, /global\/pg_control fails its checksum/);
@@ -320,12 +313,7 @@ for (const major of majors) {
       const onFork = await restore([], archive, history.backupDir, latest);
       assert.equal(onFork.status, 0, onFork.stderr);
       assert.match(onFork.stderr, /replay follows timeline 1 -> 2/);
-      const [forked] = await queryRestored<{ n: number }>(
-        major,
-        latest,
-        'SELECT count(*)::int AS n FROM tab_int',
-      );
-      assert.equal(forked.n, history.expected.name);
+      assert.equal(await restoredRowCount(major, latest), history.expected.name);
 
       const current = next();
       const onOriginal = await restore(
@@ -335,12 +323,7 @@ for (const major of majors) {
         current,
       );
       assert.equal(onOriginal.status, 0, onOriginal.stderr);
-      const [original] = await queryRestored<{ n: number }>(
-        major,
-        current,
-        'SELECT count(*)::int AS n FROM tab_int',
-      );
-      assert.equal(original.n, history.expected.latest);
+      assert.equal(await restoredRowCount(major, current), history.expected.latest);
     });
   });
 }

@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import pg from 'pg';
 import { takeLowLevelBackup } from './support/history.js';
 import { binDir, removeTree, startCluster, type Cluster } from './support/postgres.js';
-import { queryRestored, runCli } from './support/pitr.js';
+import { restoredRowCount, runCli } from './support/pitr.js';
 import { superuserCandidates } from '../src/superuser.js';
 
 const execFileAsync = promisify(execFile);
@@ -91,13 +91,7 @@ for (const major of majors) {
       assert.equal(run.outputs['checks-failed'], '0');
       // The recovery point, both queries, amcheck and the full read of postgres and template1.
       assert.equal(run.outputs['checks-passed'], '7');
-      const [row] = await queryRestored<{ n: number }>(
-        major,
-        target,
-        'SELECT count(*)::int AS n FROM orders',
-        'app owner',
-      );
-      assert.equal(row.n, 50);
+      assert.equal(await restoredRowCount(major, target, 'orders', 'app owner'), 50);
     });
 
     it('hands later steps a connection as that role with keep-running', async () => {

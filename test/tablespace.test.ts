@@ -17,7 +17,7 @@ import {
   startCluster,
   type Cluster,
 } from './support/postgres.js';
-import { queryRestored, runCli, treeDigest } from './support/pitr.js';
+import { restoredRowCount, runCli, treeDigest } from './support/pitr.js';
 
 const execFileAsync = promisify(execFile);
 const MAJOR = 16;
@@ -98,12 +98,7 @@ describe(`tablespaces on PostgreSQL ${MAJOR}`, () => {
       target,
     ]);
     assert.equal(run.status, 0, run.stderr);
-    const [row] = await queryRestored<{ n: number }>(
-      MAJOR,
-      target,
-      'SELECT count(*)::int AS n FROM t',
-    );
-    assert.equal(row.n, 250);
+    assert.equal(await restoredRowCount(MAJOR, target, 't'), 250);
     const link = await fs.readlink(path.join(target, 'pg_tblspc', oid));
     assert.ok(
       link.startsWith(`${target}.tablespaces${path.sep}`),

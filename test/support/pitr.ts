@@ -79,6 +79,22 @@ export async function queryRestored<T = Record<string, unknown>>(
   }
 }
 
+/** The number of rows in a table of a restored data directory, opened the plain way. */
+export async function restoredRowCount(
+  major: number,
+  dataDirectory: string,
+  table = 'tab_int',
+  user = 'postgres',
+): Promise<number> {
+  const [row] = await queryRestored<{ n: number }>(
+    major,
+    dataDirectory,
+    `SELECT count(*)::int AS n FROM ${table}`,
+    user,
+  );
+  return row.n;
+}
+
 /** A digest of every file's name, size, mode and content under a folder. */
 export async function treeDigest(root: string): Promise<string> {
   const hash = createHash('sha256');
