@@ -115,6 +115,16 @@ const NAME_SUFFIXES: [string, Exclude<Compression, 'none'>][] = [
   ['.xz', 'xz'],
 ];
 
+/**
+ * The suffixes whose files are decompressed by a program of the compression's name, as
+ * "suffix:program" words for the restore_command shell front (which reads gzip through Node).
+ */
+export function programSuffixes(): string[] {
+  return NAME_SUFFIXES.filter(([, compression]) => compression !== 'gzip').map(
+    ([suffix, program]) => `${suffix.slice(1)}:${program}`,
+  );
+}
+
 /** An archived file's name without its compression suffix, and the compression it names. */
 export function splitCompressedName(name: string): { bare: string; compression: Compression } {
   for (const [suffix, compression] of NAME_SUFFIXES) {

@@ -11,6 +11,7 @@ import { createReadStream, createWriteStream, promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
+import { programSuffixes } from './decompress.js';
 
 export const EXIT_NOT_FOUND = 1;
 export const EXIT_FAILED = 200;
@@ -44,7 +45,7 @@ fi
 if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
   exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
 fi
-for pair in zst:zstd lz4:lz4 bz2:bzip2 xz:xz; do
+for pair in ${programSuffixes().join(' ')}; do
   file="$archive/$name.\${pair%%:*}"; program=\${pair#*:}
   [ -e "$file" ] || continue
   "$program" -d -c -q -- "$file" > "$target" && exit 0

@@ -42147,6 +42147,13 @@ const NAME_SUFFIXES = [
     ['.bz2', 'bzip2'],
     ['.xz', 'xz'],
 ];
+/**
+ * The suffixes whose files are decompressed by a program of the compression's name, as
+ * "suffix:program" words for the restore_command shell front (which reads gzip through Node).
+ */
+function programSuffixes() {
+    return NAME_SUFFIXES.filter(([, compression]) => compression !== 'gzip').map(([suffix, program]) => `${suffix.slice(1)}:${program}`);
+}
 /** An archived file's name without its compression suffix, and the compression it names. */
 function splitCompressedName(name) {
     for (const [suffix, compression] of NAME_SUFFIXES) {
@@ -50514,6 +50521,7 @@ var external_node_url_ = __nccwpck_require__(3136);
 
 
 
+
 const EXIT_NOT_FOUND = 1;
 const EXIT_FAILED = 200;
 /**
@@ -50541,7 +50549,7 @@ fi
 if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
   exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
 fi
-for pair in zst:zstd lz4:lz4 bz2:bzip2 xz:xz; do
+for pair in ${programSuffixes().join(' ')}; do
   file="$archive/$name.\${pair%%:*}"; program=\${pair#*:}
   [ -e "$file" ] || continue
   "$program" -d -c -q -- "$file" > "$target" && exit 0

@@ -39,6 +39,177 @@ const external_node_path_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
 ;// CONCATENATED MODULE: external "node:zlib"
 const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:zlib");
+;// CONCATENATED MODULE: external "node:child_process"
+const external_node_child_process_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:child_process");
+;// CONCATENATED MODULE: external "node:stream"
+const external_node_stream_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream");
+;// CONCATENATED MODULE: ./src/errors.ts
+// Every failure pitr reports is a PitrError: a stable code that scripts can match on, one
+// sentence saying what happened with the evidence, and hints saying what to try next.
+class errors_PitrError extends Error {
+    code;
+    hints;
+    /** The last lines of the server log, when the server was involved. */
+    logTail;
+    /** The whole server log, when the server was started. */
+    logFile;
+    /** Every check's result, when verification ran (VERIFY_FAILED). */
+    checks;
+    constructor(code, message, hints = [], options) {
+        super(message, options);
+        this.name = 'PitrError';
+        this.code = code;
+        this.hints = hints;
+    }
+}
+/** Turns anything thrown into a PitrError, keeping unexpected errors visible as INTERNAL. */
+function asPitrError(error) {
+    if (error instanceof errors_PitrError)
+        return error;
+    const message = error instanceof Error ? error.message : String(error);
+    return new errors_PitrError('INTERNAL', message, [
+        'This is a pitr bug or an unexpected system condition; the message above is all it knows.',
+    ]);
+}
+/** The full text of an error for a log or a CI annotation: message, hints, then the log tail. */
+function describeError(error, withLog = true) {
+    const lines = [`${error.code}: ${error.message}`];
+    for (const hint of error.hints)
+        lines.push(`HINT: ${hint}`);
+    if (withLog && error.logTail && error.logTail.length > 0) {
+        lines.push('Last lines of the server log:');
+        for (const line of error.logTail)
+            lines.push(`  ${line}`);
+    }
+    return lines.join('\n');
+}
+
+;// CONCATENATED MODULE: ./src/decompress.ts
+// The decompressed bytes of a backup file. gzip is read with Node's zlib. The others
+// (pg_basebackup 15+ writes lz4 and zstd, with --compress; bzip2 and xz come from tar -j and
+// -J) are read through the program of the same name, which every distribution packages:
+// Node 20 has none of them built in. The program's output streams like a file read, and its
+// failure (a damaged frame, a stream cut short) ends that stream with the program's own words.
+
+
+
+
+
+/** Large reads: with the 64 KB default, per-chunk overhead dominates. */
+const IO_CHUNK = (/* unused pure expression or super */ null && (1024 * 1024));
+/** How much of a program's complaint goes into a message. */
+const STDERR_KEPT = 2000;
+/** The Debian and Ubuntu package holding each program. */
+const PACKAGE = {
+    lz4: 'lz4',
+    zstd: 'zstd',
+    bzip2: 'bzip2',
+    xz: 'xz-utils',
+};
+/** The command that checks a compressed file on its own, for hints. */
+function testCommand(file, compression) {
+    if (compression === 'none')
+        return `tar tf ${file} > /dev/null`;
+    return `${compression} -t ${file}`;
+}
+/**
+ * The decompressed content of `file` as a stream. Errors while reading or decompressing end
+ * the stream with an error; a missing program is a PitrError saying what to install.
+ */
+function decompressedStream(file, compression, readChunk = IO_CHUNK) {
+    if (compression !== 'none' && compression !== 'gzip')
+        return throughProgram(file, compression);
+    const input = createReadStream(file, { highWaterMark: readChunk });
+    if (compression === 'none')
+        return input;
+    const gunzip = createGunzip();
+    input.on('error', (error) => gunzip.destroy(error));
+    return input.pipe(gunzip);
+}
+function throughProgram(file, program) {
+    // -d decompress, -c to stdout, -q no progress; the file is only read.
+    const child = spawn(program, ['-d', '-c', '-q', '--', file], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stderr = '';
+    child.stderr.setEncoding('utf8');
+    child.stderr.on('data', (text) => {
+        if (stderr.length < STDERR_KEPT)
+            stderr += text;
+    });
+    const exited = new Promise((resolve) => {
+        child.on('close', (code, signal) => resolve(code ?? signal ?? 'unknown'));
+    });
+    const output = new ProgramOutput(async () => {
+        const status = await exited;
+        if (status === 0)
+            return undefined;
+        const said = stderr.trim().split('\n').slice(-3).join(' ');
+        return new Error(`${program} -d said: ${said || `exit status ${status}`}`);
+    });
+    child.on('error', (error) => {
+        output.destroy(error.code === 'ENOENT'
+            ? new PitrError('INPUT_INVALID', `${file} is compressed with ${program}, and reading it takes the ${program} program, which is not on PATH.`, [
+                `Install it (apt-get install ${PACKAGE[program]}), or decompress the files first (${program} -d -k ${file} keeps the original) and give pitr the decompressed ones.`,
+            ])
+            : error);
+    });
+    child.stdout.on('error', (error) => output.destroy(error));
+    child.stdout.pipe(output);
+    // When the reader gives up early (an unsafe entry, a full disk), the program must stop too.
+    output.on('close', () => {
+        if (child.exitCode === null && child.signalCode === null)
+            child.kill();
+    });
+    return output;
+}
+/** Passes a program's output on, and at its end fails if the program did. */
+class ProgramOutput extends external_node_stream_namespaceObject.Transform {
+    outcome;
+    constructor(outcome) {
+        super();
+        this.outcome = outcome;
+    }
+    _transform(chunk, _encoding, done) {
+        done(null, chunk);
+    }
+    _flush(done) {
+        this.outcome().then((error) => done(error), done);
+    }
+}
+// archive_command compresses WAL, .history and .backup files alike, and names the result by
+// the tool's suffix; archives are read by name, since opening every file would cost a read.
+const NAME_SUFFIXES = [
+    ['.gz', 'gzip'],
+    ['.zst', 'zstd'],
+    ['.lz4', 'lz4'],
+    ['.bz2', 'bzip2'],
+    ['.xz', 'xz'],
+];
+/**
+ * The suffixes whose files are decompressed by a program of the compression's name, as
+ * "suffix:program" words for the restore_command shell front (which reads gzip through Node).
+ */
+function programSuffixes() {
+    return NAME_SUFFIXES.filter(([, compression]) => compression !== 'gzip').map(([suffix, program]) => `${suffix.slice(1)}:${program}`);
+}
+/** An archived file's name without its compression suffix, and the compression it names. */
+function splitCompressedName(name) {
+    for (const [suffix, compression] of NAME_SUFFIXES) {
+        if (name.endsWith(suffix))
+            return { bare: name.slice(0, -suffix.length), compression };
+    }
+    return { bare: name, compression: 'none' };
+}
+/** The names an archived file may have: as it is, and with each compression suffix. */
+function archivedNames(name) {
+    return [name, ...NAME_SUFFIXES.map(([suffix]) => `${name}${suffix}`)];
+}
+/** The decompressed content of an archived file, by the suffix of its name. */
+function archivedFileStream(file, readChunk = IO_CHUNK) {
+    return decompressedStream(file, splitCompressedName(file).compression, readChunk);
+}
+
 ;// CONCATENATED MODULE: ./src/wal-fetch.ts
 // The restore_command helper: PostgreSQL runs `node wal-fetch.js <archive> %f %p` for each
 // file it wants from the archive. The server reads the exit status in a particular way:
@@ -48,6 +219,7 @@ const external_node_zlib_namespaceObject = __WEBPACK_EXTERNAL_createRequire(impo
 // full disk) exits 200: recovery must stop with an error, never quietly end early.
 //
 // This file is bundled on its own so that starting it, once per segment, stays cheap.
+
 
 
 
@@ -79,7 +251,7 @@ fi
 if [ -e "$archive/$name" ] || [ -e "$archive/$name.gz" ]; then
   exec ${quote(node)} ${quote(helper)} "$archive" "$name" "$target"
 fi
-for pair in zst:zstd lz4:lz4 bz2:bzip2 xz:xz; do
+for pair in ${programSuffixes().join(' ')}; do
   file="$archive/$name.\${pair%%:*}"; program=\${pair#*:}
   [ -e "$file" ] || continue
   "$program" -d -c -q -- "$file" > "$target" && exit 0
